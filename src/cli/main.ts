@@ -1,0 +1,43 @@
+#!/usr/bin/env node
+/**
+ * `stargz-ipfs`: the user CLI. Each command group lives in its own module and exports
+ * `run(args): Promise<number>` (the exit code); this file only routes.
+ */
+import { errorMessage } from '../errors.js';
+import { VERSION } from '../version.js';
+
+const groups: Record<string, { summary: string; load: () => Promise<{ run(args: string[]): Promise<number> }> }> = {
+};
+
+function usage(): string {
+  const lines = Object.entries(groups).map(([name, g]) => `  ${name.padEnd(10)} ${g.summary}`);
+  return `usage: stargz-ipfs <group> <command> [flags]\n\ngroups:\n${lines.join('\n')}\n`;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [group, ...rest] = argv;
+  if (group === '--version' || group === 'version') {
+    process.stdout.write(`stargz-ipfs ${VERSION}\n`);
+    return 0;
+  }
+  if (group === undefined || group === '--help' || group === '-h' || group === 'help') {
+    process.stdout.write(usage());
+    return group === undefined ? 2 : 0;
+  }
+  const g = groups[group];
+  if (!g) {
+    process.stderr.write(`stargz-ipfs: unknown command group "${group}"\n${usage()}`);
+    return 2;
+  }
+  return (await g.load()).run(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`stargz-ipfs: ${errorMessage(err)}\n`);
+    process.exitCode = 1;
+  },
+);
