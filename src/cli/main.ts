@@ -7,6 +7,7 @@ import { errorMessage } from '../errors.js';
 import { VERSION } from '../version.js';
 
 const groups: Record<string, { summary: string; load: () => Promise<{ run(args: string[]): Promise<number> }> }> = {
+  estargz: { summary: 'list, verify and build eStargz blobs', load: () => import('./estargz-cmd.js') },
 };
 
 function usage(): string {
