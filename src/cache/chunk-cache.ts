@@ -1,0 +1,277 @@
+/**
+ * Decompressed, verified chunks on disk, keyed by their sha256 digest, so a chunk shared
+ * by many layers and images is stored once. Bounded by bytes, least recently used evicted
+ * first, and kept across restarts (upstream keeps a private, unbounded cache per layer and
+ * deletes it on unmount and at every restart: spec §3.10).
+ *
+ * Trust: a chunk is served only after its bytes matched its name, on put or on the first
+ * read after a reopen; a file torn by a crash or damaged on disk is deleted and reported
+ * as a miss. That is why writes need no fsync: the rename makes them atomic, and whatever
+ * a crash leaves behind is checked before use.
+ *
+ * Layout: `<dir>/<hex[0:2]>/<hex>`; writes go to `<dir>/tmp/` first and are renamed in;
+ * `<dir>/index.snapshot` exists only between a clean close and the next open.
+ */
+import { createHash } from 'node:crypto';
+import { unlinkSync } from 'node:fs';
+import { mkdir, open, rename, rm, statfs, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { SgError } from '../errors.js';
+import { quietLogger, type Logger } from '../log/logger.js';
+import { ByteLru } from './byte-lru.js';
+import { prepareDirs, scanEntries, type IndexEntry } from './scan.js';
+import { takeSnapshot, writeSnapshot } from './snapshot.js';
+
+export interface ChunkCacheOptions {
+  readonly dir: string;
+  /** Bound on stored bytes; default min(10 GiB, 25% of the free space at open). */
+  readonly maxBytes?: number;
+  /** How long storing stays off after a write failed (disk full, quota). */
+  readonly writePauseMs?: number;
+  readonly log?: Logger;
+}
+
+export interface ChunkCacheStats {
+  readonly hits: number;
+  readonly misses: number;
+  readonly evictions: number;
+  /** Entries found damaged on first read and deleted. */
+  readonly corrupt: number;
+  readonly writeErrors: number;
+  readonly entries: number;
+  readonly bytes: number;
+  readonly maxBytes: number;
+}
+
+const GiB = 1024 ** 3;
+const DIGEST = /^sha256:([0-9a-f]{64})$/;
+const NO_SPACE = new Set(['ENOSPC', 'EDQUOT']);
+
+// Index values are plain numbers: the size, or −size−1 while the file is unverified.
+// An object per entry would cost a million-entry index tens of MiB more. An empty chunk
+// counts as one byte, so that every entry has a cost.
+const verified = (size: number): number => size;
+const unverified = (size: number): number => -size - 1;
+const sizeOf = (v: number): number => (v < 0 ? -v - 1 : v);
+
+export class ChunkCache {
+  private readonly index: ByteLru;
+  private readonly inflight = new Map<string, Promise<Uint8Array>>();
+  private readonly writing = new Set<Promise<boolean>>();
+  private readonly counters = { hits: 0, misses: 0, evictions: 0, corrupt: 0, writeErrors: 0 };
+  private readonly tmpDir: string;
+  private readonly snapshotPath: string;
+  private closed = false;
+  private storingOffUntil = 0;
+  private tmpSeq = 0;
+
+  private constructor(
+    readonly dir: string,
+    readonly maxBytes: number,
+    private readonly writePauseMs: number,
+    private readonly log: Logger,
+  ) {
+    this.tmpDir = join(dir, 'tmp');
+    this.snapshotPath = join(dir, 'index.snapshot');
+    this.index = new ByteLru(maxBytes, (v) => Math.max(1, sizeOf(v)), (hex) => {
+      this.counters.evictions++;
+      this.unlink(hex);
+    });
+  }
+
+  static async open(opts: ChunkCacheOptions): Promise<ChunkCache> {
+    const started = performance.now();
+    await mkdir(opts.dir, { recursive: true });
+    const maxBytes = Math.max(1, Math.floor(opts.maxBytes ?? (await defaultMaxBytes(opts.dir))));
+    const log = opts.log ?? quietLogger;
+    const cache = new ChunkCache(opts.dir, maxBytes, opts.writePauseMs ?? 60_000, log);
+    prepareDirs(opts.dir, cache.tmpDir);
+    const saved = await takeSnapshot(cache.snapshotPath);
+    // Oldest first, so the LRU order matches last use and an over-full cache (a lowered
+    // bound) evicts the oldest while loading.
+    for (const e of saved ?? (await scanEntries(opts.dir))) cache.index.set(e.hex, unverified(e.size));
+    log.info('chunk cache opened', {
+      dir: opts.dir,
+      from: saved ? 'snapshot' : 'scan',
+      entries: cache.index.count,
+      bytes: cache.index.bytes,
+      maxBytes,
+      ms: Math.round(performance.now() - started),
+    });
+    return cache;
+  }
+
+  /** Whether the chunk is indexed (it may still turn out damaged on read). */
+  has(digest: string): boolean {
+    return this.index.has(hexOf(digest));
+  }
+
+  async get(digest: string): Promise<Uint8Array | undefined> {
+    const hex = hexOf(digest);
+    const v = this.index.get(hex);
+    const bytes = v === undefined ? undefined : await this.read(hex, v);
+    if (bytes) this.counters.hits++;
+    else this.counters.misses++;
+    return bytes;
+  }
+
+  /**
+   * Stores verified bytes; resolves to false when not stored (too large for the bound, or
+   * storing paused after a write error). Bytes that do not match the digest: CORRUPT.
+   */
+  async put(digest: string, bytes: Uint8Array): Promise<boolean> {
+    const hex = hexOf(digest);
+    checkContent(hex, bytes, digest);
+    return this.store(hex, bytes);
+  }
+
+  /**
+   * The chunk from disk, else from `fetch` (checked against the digest, then stored).
+   * Concurrent misses of one digest share one fetch. A failed store never fails the read.
+   */
+  async getOrFetch(digest: string, fetch: () => Promise<Uint8Array>): Promise<Uint8Array> {
+    const hit = await this.get(digest);
+    if (hit) return hit;
+    const hex = hexOf(digest);
+    let pending = this.inflight.get(hex);
+    if (!pending) {
+      pending = this.fetchAndStore(hex, digest, fetch).finally(() => this.inflight.delete(hex));
+      this.inflight.set(hex, pending);
+    }
+    return pending;
+  }
+
+  stats(): ChunkCacheStats {
+    return { ...this.counters, entries: this.index.count, bytes: this.index.bytes, maxBytes: this.maxBytes };
+  }
+
+  /**
+   * Stops storing, waits for fetches and writes in flight, and saves the index so that
+   * the next open skips the directory scan. Reads still work after; nothing is stored.
+   */
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.allSettled(this.inflight.values());
+    await Promise.allSettled(this.writing);
+    await writeSnapshot(this.snapshotPath, this.indexEntries(), this.index.count);
+  }
+
+  private async fetchAndStore(hex: string, digest: string, fetch: () => Promise<Uint8Array>): Promise<Uint8Array> {
+    const bytes = await fetch();
+    checkContent(hex, bytes, digest);
+    await this.store(hex, bytes);
+    return bytes;
+  }
+
+  private async read(hex: string, v: number): Promise<Uint8Array | undefined> {
+    let bytes: Buffer | undefined;
+    try {
+      bytes = await readExact(this.pathOf(hex), sizeOf(v));
+    } catch (err) {
+      // Evicted meanwhile, or deleted or unreadable behind our back: a miss either way.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn('cannot read cached chunk', { digest: `sha256:${hex}`, err });
+      if (this.index.peek(hex) === v) this.drop(hex);
+      return undefined;
+    }
+    if (v >= 0 && bytes) return bytes;
+    if (!bytes || sha256Hex(bytes) !== hex) {
+      this.counters.corrupt++;
+      this.log.warn('cached chunk does not match its digest; deleted', { digest: `sha256:${hex}`, path: this.pathOf(hex) });
+      if (this.index.peek(hex) === v) this.drop(hex);
+      return undefined;
+    }
+    if (this.index.peek(hex) === v) this.index.set(hex, verified(bytes.length));
+    return bytes;
+  }
+
+  private store(hex: string, bytes: Uint8Array): Promise<boolean> {
+    const v = this.index.get(hex);
+    if (v !== undefined && v >= 0) return Promise.resolve(true);
+    if (this.closed || bytes.length > this.maxBytes || Date.now() < this.storingOffUntil) return Promise.resolve(false);
+    const pending = this.write(hex, bytes).finally(() => this.writing.delete(pending));
+    this.writing.add(pending);
+    return pending;
+  }
+
+  private async write(hex: string, bytes: Uint8Array): Promise<boolean> {
+    const tmp = join(this.tmpDir, `${hex}.${this.tmpSeq++}`);
+    try {
+      await writeFile(tmp, bytes, { flag: 'wx' });
+      await rename(tmp, this.pathOf(hex));
+    } catch (err) {
+      await rm(tmp, { force: true }).catch(() => undefined);
+      this.writeFailed(err);
+      return false;
+    }
+    this.index.set(hex, verified(bytes.length));
+    return true;
+  }
+
+  /** Stops storing for a while, with one warning per pause: reads go on from the source. */
+  private writeFailed(err: unknown): void {
+    this.counters.writeErrors++;
+    const now = Date.now();
+    if (now < this.storingOffUntil) return;
+    this.storingOffUntil = now + this.writePauseMs;
+    const errno = (err as NodeJS.ErrnoException).code;
+    const msg = errno && NO_SPACE.has(errno) ? 'chunk cache disk is full' : 'chunk cache write failed';
+    this.log.warn(`${msg}; not storing chunks for a while`, { dir: this.dir, errno, pauseMs: this.writePauseMs, err });
+  }
+
+  private *indexEntries(): Generator<IndexEntry> {
+    for (const [hex, v] of this.index) yield { hex, size: sizeOf(v) };
+  }
+
+  /** Forgets an entry and deletes its file. */
+  private drop(hex: string): void {
+    this.index.delete(hex);
+    this.unlink(hex);
+  }
+
+  private unlink(hex: string): void {
+    try {
+      unlinkSync(this.pathOf(hex));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn('cannot delete cached chunk', { digest: `sha256:${hex}`, err });
+    }
+  }
+
+  private pathOf(hex: string): string {
+    return `${this.dir}/${hex.slice(0, 2)}/${hex}`;
+  }
+}
+
+async function defaultMaxBytes(dir: string): Promise<number> {
+  const fs = await statfs(dir);
+  return Math.min(10 * GiB, Math.floor((fs.bavail * fs.bsize) / 4));
+}
+
+function hexOf(digest: string): string {
+  const m = DIGEST.exec(digest);
+  if (!m) throw new SgError('INVALID_ARGUMENT', 'chunk digest is not sha256:<64 hex>', { digest });
+  return m[1]!;
+}
+
+const sha256Hex = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
+
+function checkContent(hex: string, bytes: Uint8Array, digest: string): void {
+  const actual = sha256Hex(bytes);
+  if (actual !== hex) throw new SgError('CORRUPT', 'chunk bytes do not match their digest', { digest, size: bytes.length, actual: `sha256:${actual}` });
+}
+
+/** Exactly `size` bytes from the start of the file, or undefined when it is shorter. */
+async function readExact(path: string, size: number): Promise<Buffer | undefined> {
+  const fh = await open(path, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(size);
+    for (let done = 0; done < size; ) {
+      const { bytesRead } = await fh.read(buf, done, size - done, done);
+      if (bytesRead === 0) return undefined;
+      done += bytesRead;
+    }
+    return buf;
+  } finally {
+    await fh.close();
+  }
+}
