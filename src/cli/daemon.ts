@@ -4,6 +4,7 @@
  * containerd-stargz-grpc. Exit codes: 0 clean stop, 1 runtime failure, 2 bad flags/config.
  */
 import { mkdir } from 'node:fs/promises';
+import { startDaemon } from '../service/daemon.js';
 import { loadConfig, ConfigError } from '../config/load.js';
 import { createLogger, isLevel, LEVELS } from '../log/logger.js';
 import { errorMessage } from '../errors.js';
@@ -51,18 +52,20 @@ async function main(): Promise<number> {
   log.debug('config loaded', { file: loaded.file ?? '(defaults)', config: loaded.config });
 
   await mkdir(flags.root, { recursive: true, mode: 0o700 });
+  const daemon = await startDaemon({ config: loaded.config, root: flags.root, address: flags.address, log });
   log.info('daemon started', { version: VERSION, address: flags.address, root: flags.root });
 
-  await new Promise<void>((resolve) => {
-    const keepAlive = setInterval(() => {}, 1 << 30);
-    const stop = (signal: NodeJS.Signals) => {
-      log.info('stopping', { signal });
-      clearInterval(keepAlive);
-      resolve();
-    };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
+  // SIGINT and SIGTERM both stop gracefully (upstream without its FUSE manager does the
+  // same); a second signal while stopping exits at once.
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
   });
+  log.info('stopping', { signal });
+  const force = () => process.exit(1);
+  process.once('SIGINT', force);
+  process.once('SIGTERM', force);
+  await daemon.stop();
   log.info('stopped');
   return 0;
 }

@@ -15,9 +15,9 @@ export interface KeySpec {
   readonly ignored?: boolean;
 }
 
-const bool = (d: boolean): KeySpec => ({ type: 'bool', default: d });
-const int = (d: number, min = 0): KeySpec => ({ type: 'int', default: d, min });
-const str = (d: string, oneOf?: readonly string[]): KeySpec => ({ type: 'string', default: d, ...(oneOf ? { oneOf } : {}) });
+const bool = (d: boolean) => ({ type: 'bool', default: d }) as const;
+const int = (d: number, min = 0) => ({ type: 'int', default: d, min }) as const;
+const str = (d: string, oneOf?: readonly string[]) => ({ type: 'string', default: d, ...(oneOf ? { oneOf } : {}) }) as const;
 
 export const TOP_LEVEL_KEYS = {
   ipfs: bool(false),
