@@ -3,6 +3,7 @@
  * `stargz-ipfs-grpc`: the snapshotter daemon, flag-compatible with upstream's
  * containerd-stargz-grpc. Exit codes: 0 clean stop, 1 runtime failure, 2 bad flags/config.
  */
+import './threadpool.js';
 import { mkdir } from 'node:fs/promises';
 import { startDaemon } from '../service/daemon.js';
 import { loadConfig, ConfigError } from '../config/load.js';
@@ -10,9 +11,8 @@ import { createLogger, isLevel, LEVELS } from '../log/logger.js';
 import { errorMessage } from '../errors.js';
 import { VERSION } from '../version.js';
 import { parseGoStyleFlags } from './flags.js';
+import { DEFAULT_ADDRESS, DEFAULT_ROOT } from './defaults.js';
 
-export const DEFAULT_ADDRESS = '/run/containerd-stargz-grpc/containerd-stargz-grpc.sock';
-export const DEFAULT_ROOT = '/var/lib/containerd-stargz-grpc';
 
 async function main(): Promise<number> {
   let flags;

@@ -3,11 +3,13 @@
  * `stargz-ipfs`: the user CLI. Each command group lives in its own module and exports
  * `run(args): Promise<number>` (the exit code); this file only routes.
  */
+import './threadpool.js';
 import { errorMessage } from '../errors.js';
 import { VERSION } from '../version.js';
 
 const groups: Record<string, { summary: string; load: () => Promise<{ run(args: string[]): Promise<number> }> }> = {
   estargz: { summary: 'list, verify and build eStargz blobs', load: () => import('./estargz-cmd.js') },
+  layer: { summary: 'mount one eStargz layer from IPFS or a file', load: () => import('./layer-cmd.js') },
 };
 
 function usage(): string {

@@ -1,0 +1,192 @@
+/**
+ * The read path of a layer in one place: file range → chunks → memory (recent chunks) →
+ * disk chunk cache → blob source (ranged fetch of adjacent missing chunks in one request,
+ * inflate, verify) → bytes. Nothing here knows FUSE or IPFS.
+ *
+ * - Concurrent reads of one chunk share one fetch (in-flight map keyed by chunk digest).
+ * - A file read sequentially gets its next chunks fetched ahead of the reader.
+ * - Every on-demand read marks foreground activity, which pauses background fetching.
+ */
+import { LRUCache } from 'lru-cache';
+import { chunkRange, decodeChunk, type Chunk, type LayerNode } from '../estargz/index.js';
+import type { BlobSource } from '../source/blob-source.js';
+import type { ChunkCache } from '../cache/chunk-cache.js';
+import type { Logger } from '../log/logger.js';
+import { planRead } from './read-plan.js';
+
+export interface ChunkReaderOptions {
+  readonly source: BlobSource;
+  readonly cache: ChunkCache;
+  readonly log: Logger;
+  /** Called on every on-demand read (pauses background work). */
+  readonly onForeground?: () => void;
+  /** Called once per compressed chunk range this layer has available (fetched or found cached). */
+  readonly onAvailable?: (c: Chunk) => void;
+  /** Decompressed bytes kept in memory for repeat and sequential reads. */
+  readonly memoryBytes?: number;
+  /** How far ahead of a sequential reader to fetch, in decompressed bytes. */
+  readonly readaheadBytes?: number;
+  /** Largest compressed range fetched in one request when chunks are coalesced. */
+  readonly maxFetchBytes?: number;
+}
+
+export interface Wanted {
+  readonly node: LayerNode;
+  readonly index: number;
+}
+
+export class ChunkReader {
+  private readonly memory: LRUCache<string, Buffer>;
+  private readonly inflight = new Map<string, Promise<Buffer>>();
+  /** End offset of the last read per node id, to detect sequential readers. */
+  private readonly lastEnd = new Map<number, number>();
+  private readonly readaheadBytes: number;
+  private readonly maxFetchBytes: number;
+
+  constructor(private readonly opts: ChunkReaderOptions) {
+    this.memory = new LRUCache<string, Buffer>({ maxSize: opts.memoryBytes ?? 64 << 20, sizeCalculation: (b) => Math.max(1, b.length) });
+    this.readaheadBytes = opts.readaheadBytes ?? 8 << 20;
+    this.maxFetchBytes = opts.maxFetchBytes ?? 16 << 20;
+  }
+
+  /** Up to `length` bytes of a regular file at `offset` (fewer only at end of file). */
+  async read(node: LayerNode, offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
+    this.opts.onForeground?.();
+    const starts = node.chunks.map((c) => c.chunkOffset);
+    const slices = planRead(starts, node.size, offset, length);
+    if (slices.length === 0) return Buffer.alloc(0);
+    const sequential = this.lastEnd.get(node.id) === offset || offset === 0;
+    const end = offset + slices.reduce((n, s) => n + s.take, 0);
+    this.lastEnd.set(node.id, end);
+
+    const want: Wanted[] = slices.map((s) => ({ node, index: s.chunk }));
+    const chunks = await this.load(want, signal);
+    if (sequential) this.readAhead(node, slices[slices.length - 1]!.chunk);
+
+    if (slices.length === 1) {
+      const s = slices[0]!;
+      return chunks[0]!.subarray(s.skip, s.skip + s.take);
+    }
+    return Buffer.concat(slices.map((s, i) => chunks[i]!.subarray(s.skip, s.skip + s.take)));
+  }
+
+  /** Makes chunks available (cache or fetch) without reading them or keeping them in memory. */
+  async ensure(want: readonly Wanted[], signal?: AbortSignal): Promise<void> {
+    await this.load(want, signal, false);
+  }
+
+  /** Verified bytes of each wanted chunk, in order. */
+  private async load(want: readonly Wanted[], signal?: AbortSignal, keep = true): Promise<Buffer[]> {
+    const out = new Array<Promise<Buffer> | Buffer>(want.length);
+    const missing: number[] = [];
+    for (let i = 0; i < want.length; i++) {
+      const c = want[i]!.node.chunks[want[i]!.index]!;
+      const mem = this.memory.get(c.digest);
+      if (mem) {
+        out[i] = mem;
+        continue;
+      }
+      const pending = this.inflight.get(c.digest);
+      if (pending) {
+        out[i] = pending;
+        continue;
+      }
+      if (this.opts.cache.has(c.digest)) {
+        out[i] = this.fromCache(want[i]!, keep);
+        continue;
+      }
+      missing.push(i);
+    }
+    for (const group of this.groups(want, missing)) {
+      const fetched = this.fetchGroup(group.map((i) => want[i]!), signal, keep);
+      group.forEach((i, k) => (out[i] = fetched[k]!));
+    }
+    return Promise.all(out);
+  }
+
+  /** Cached bytes, or (if the entry turned out damaged) a fresh fetch. */
+  private fromCache(w: Wanted, keep: boolean): Promise<Buffer> {
+    const c = w.node.chunks[w.index]!;
+    const p = this.opts.cache.get(c.digest).then((bytes) => {
+      if (bytes === undefined) return this.fetchGroup([w], undefined, keep)[0]!;
+      const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      if (keep) this.memory.set(c.digest, buf);
+      this.opts.onAvailable?.(c);
+      return buf;
+    });
+    return this.track(c.digest, p);
+  }
+
+  /**
+   * Splits missing chunks into runs whose compressed ranges touch, each at most
+   * maxFetchBytes, so that one request serves a run.
+   */
+  private groups(want: readonly Wanted[], missing: readonly number[]): number[][] {
+    const out: number[][] = [];
+    let cur: number[] = [];
+    let start = 0;
+    let end = -1;
+    for (const i of missing) {
+      const c = want[i]!.node.chunks[want[i]!.index]!;
+      const r = chunkRange(c);
+      if (cur.length > 0 && r.offset <= end && r.offset + r.length - start <= this.maxFetchBytes) {
+        cur.push(i);
+        end = Math.max(end, r.offset + r.length);
+        continue;
+      }
+      if (cur.length > 0) out.push(cur);
+      cur = [i];
+      start = r.offset;
+      end = r.offset + r.length;
+    }
+    if (cur.length > 0) out.push(cur);
+    return out;
+  }
+
+  /** One ranged read for a run of chunks; each chunk is decoded, verified, cached. */
+  private fetchGroup(run: readonly Wanted[], signal: AbortSignal | undefined, keep: boolean): Promise<Buffer>[] {
+    const chunks = run.map((w) => w.node.chunks[w.index]!);
+    const start = Math.min(...chunks.map((c) => c.offset));
+    const end = Math.max(...chunks.map((c) => c.compressedEnd));
+    const bytes = this.opts.source.readRange(start, end - start, signal);
+    const log = this.opts.log;
+    if (log.enabled('debug')) log.debug('chunk fetch', { blob: this.opts.source.describe, offset: start, length: end - start, chunks: chunks.length });
+    return run.map((w, k) => {
+      const c = chunks[k]!;
+      const p = bytes.then(async (all) => {
+        const r = chunkRange(c);
+        const buf = await decodeChunk(all.subarray(r.offset - start, r.offset - start + r.length), c, { entry: w.node.name, blob: this.opts.source.describe }, signal);
+        if (keep) this.memory.set(c.digest, buf);
+        await this.opts.cache.put(c.digest, buf).catch((err: unknown) => log.warn('chunk cache put failed', { err }));
+        this.opts.onAvailable?.(c);
+        return buf;
+      });
+      return this.track(c.digest, p);
+    });
+  }
+
+  private track(digest: string, p: Promise<Buffer>): Promise<Buffer> {
+    this.inflight.set(digest, p);
+    const clear = () => {
+      if (this.inflight.get(digest) === p) this.inflight.delete(digest);
+    };
+    p.then(clear, clear);
+    return p;
+  }
+
+  /** Fetches the chunks after `last` of a sequentially read file, without waiting. */
+  private readAhead(node: LayerNode, last: number): void {
+    const next: number[] = [];
+    let bytes = 0;
+    for (let i = last + 1; i < node.chunks.length && bytes < this.readaheadBytes; i++) {
+      const c = node.chunks[i]!;
+      bytes += c.chunkSize;
+      if (!this.memory.has(c.digest) && !this.inflight.has(c.digest)) next.push(i);
+    }
+    if (next.length === 0) return;
+    this.load(
+      next.map((index) => ({ node, index })),
+      undefined,
+    ).catch((err: unknown) => this.opts.log.debug('readahead failed', { entry: node.name, err }));
+  }
+}
