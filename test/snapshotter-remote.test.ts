@@ -59,6 +59,11 @@ class FakeRemoteLayers implements RemoteLayers {
     if (this.unavailable.has(mountpoint)) throw new SgError('UNAVAILABLE', 'IPFS node unreachable', { mountpoint });
   }
 
+  /** Its tmpfs mounts are served by the kernel, so a stat is safe: nothing to report. */
+  rootOwner(): undefined {
+    return undefined;
+  }
+
   async unmount(mountpoint: string): Promise<void> {
     this.calls.push(`unmount ${mountpoint}`);
     if (!this.mounted.delete(mountpoint)) throw new SgError('NOT_FOUND', 'layer not registered', { mountpoint });

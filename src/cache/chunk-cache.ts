@@ -107,6 +107,13 @@ export class ChunkCache {
     return this.index.has(hexOf(digest));
   }
 
+  /** `has` for a read about to happen: an absent chunk counts as a miss (a hit is counted by `get`). */
+  probe(digest: string): boolean {
+    const found = this.has(digest);
+    if (!found) this.counters.misses++;
+    return found;
+  }
+
   async get(digest: string): Promise<Uint8Array | undefined> {
     const hex = hexOf(digest);
     const v = this.index.get(hex);

@@ -6,6 +6,7 @@
 import './threadpool.js';
 import { mkdir } from 'node:fs/promises';
 import { startDaemon } from '../service/daemon.js';
+import { startIpfsLayers } from './remote-layers.js';
 import { loadConfig, ConfigError } from '../config/load.js';
 import { createLogger, isLevel, LEVELS } from '../log/logger.js';
 import { errorMessage } from '../errors.js';
@@ -52,7 +53,8 @@ async function main(): Promise<number> {
   log.debug('config loaded', { file: loaded.file ?? '(defaults)', config: loaded.config });
 
   await mkdir(flags.root, { recursive: true, mode: 0o700 });
-  const daemon = await startDaemon({ config: loaded.config, root: flags.root, address: flags.address, log });
+  const ipfs = loaded.config.ipfs ? await startIpfsLayers(loaded.config, flags.root, log) : undefined;
+  const daemon = await startDaemon({ config: loaded.config, root: flags.root, address: flags.address, log, remote: ipfs?.layers });
   log.info('daemon started', { version: VERSION, address: flags.address, root: flags.root });
 
   // SIGINT and SIGTERM both stop gracefully (upstream without its FUSE manager does the
@@ -66,6 +68,7 @@ async function main(): Promise<number> {
   process.once('SIGINT', force);
   process.once('SIGTERM', force);
   await daemon.stop();
+  await ipfs?.close();
   log.info('stopped');
   return 0;
 }

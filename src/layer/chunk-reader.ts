@@ -91,7 +91,7 @@ export class ChunkReader {
         out[i] = pending;
         continue;
       }
-      if (this.opts.cache.has(c.digest)) {
+      if (this.opts.cache.probe(c.digest)) {
         out[i] = this.fromCache(want[i]!, keep);
         continue;
       }

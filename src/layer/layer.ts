@@ -34,6 +34,15 @@ export interface LayerOptions {
   readonly fetchedSize: () => number;
 }
 
+/** The state file's fields, in upstream's order. */
+export interface LayerState {
+  readonly error?: string;
+  readonly digest: string;
+  readonly size: number;
+  readonly fetchedSize: number;
+  readonly fetchedPercent: number;
+}
+
 /** What a path names: a TOC node, a synthesised whiteout, or the state dir/file. */
 type Target =
   | { kind: 'node'; node: LayerNode }
@@ -121,18 +130,21 @@ export class Layer implements LayerFs {
     return STATFS;
   }
 
-  /** The state file's content, regenerated on every access (spec §3.7). */
-  stateJson(): Buffer {
+  state(): LayerState {
     const size = this.estargz.blobSize;
     const fetchedSize = Math.min(size, this.opts.fetchedSize());
-    const state = {
+    return {
       ...(this.lastError ? { error: this.lastError } : {}),
       digest: this.opts.digest,
       size,
       fetchedSize,
       fetchedPercent: size === 0 ? 100 : (fetchedSize * 100) / size,
     };
-    return Buffer.from(JSON.stringify(state) + '\n');
+  }
+
+  /** The state file's content, regenerated on every access (spec §3.7). */
+  stateJson(): Buffer {
+    return Buffer.from(JSON.stringify(this.state()) + '\n');
   }
 
   private resolve(path: string): Target {

@@ -103,28 +103,43 @@ export const layerSize = layerCounter('stargz_fs_layer_size_bytes', 'Total size 
 
 // ---- stargz-ipfs additions
 
-export const cacheHits = new Counter({
-  name: 'stargz_ipfs_cache_hits_total',
-  help: 'Chunk reads served from the on-disk chunk cache',
-  registers: [registry],
-});
+/** The chunk cache's own counters, read at every scrape (the cache keeps them itself). */
+export interface CacheCounts {
+  readonly hits: number;
+  readonly misses: number;
+  readonly evictions: number;
+  readonly bytes: number;
+}
 
-export const cacheMisses = new Counter({
-  name: 'stargz_ipfs_cache_misses_total',
-  help: 'Chunk reads that had to fetch the chunk from IPFS',
-  registers: [registry],
-});
+let cacheSource: () => CacheCounts = () => ({ hits: 0, misses: 0, evictions: 0, bytes: 0 });
 
-export const cacheEvictions = new Counter({
-  name: 'stargz_ipfs_cache_evictions_total',
-  help: 'Chunks evicted from the on-disk chunk cache to stay within its byte budget',
-  registers: [registry],
-});
+export function setCacheStatsSource(source: () => CacheCounts): void {
+  cacheSource = source;
+}
+
+function cacheCounter(name: string, help: string, pick: (c: CacheCounts) => number): Counter {
+  return new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(pick(cacheSource()));
+    },
+  });
+}
+
+export const cacheHits = cacheCounter('stargz_ipfs_cache_hits_total', 'Chunk reads served from the on-disk chunk cache', (c) => c.hits);
+export const cacheMisses = cacheCounter('stargz_ipfs_cache_misses_total', 'Chunk reads that had to fetch the chunk from IPFS', (c) => c.misses);
+export const cacheEvictions = cacheCounter('stargz_ipfs_cache_evictions_total', 'Chunks evicted from the on-disk chunk cache to stay within its byte budget', (c) => c.evictions);
 
 export const cacheBytes = new Gauge({
   name: 'stargz_ipfs_cache_size_bytes',
   help: 'Bytes held by the on-disk chunk cache',
   registers: [registry],
+  collect() {
+    this.set(cacheSource().bytes);
+  },
 });
 
 /** One observation per IPFS RPC call; `operation` e.g. cat/stat/add, `outcome` ok/error/timeout. */

@@ -17,6 +17,11 @@ export interface RemoteLayers {
   mount(mountpoint: string, labels: Readonly<Record<string, string>>, signal: AbortSignal): Promise<void>;
   /** Availability check before mounts are handed out; rejects when the layer is unavailable. */
   check(mountpoint: string, labels: Readonly<Record<string, string>>): Promise<void>;
+  /**
+   * Owner of the layer root mounted at `mountpoint`, or undefined when none is mounted
+   * there. Lets the snapshotter avoid a synchronous stat of a mount this process serves.
+   */
+  rootOwner(mountpoint: string): { uid: number; gid: number } | undefined;
   /** Unmounts and releases the layer at `mountpoint`; rejects for an unknown mountpoint. */
   unmount(mountpoint: string): Promise<void>;
 }

@@ -190,7 +190,10 @@ export class Snapshotter {
         const [first] = s.parentIds;
         if (first !== undefined) {
           // The upper dir starts owned like the parent's root, as in containerd.
-          const st = statSync(fsDir(this.snapshotsDir, first));
+          // A remote layer is served by this very process: a synchronous stat of its
+          // mount would wait on the event loop it blocks, so ask the layer instead.
+          const dir = fsDir(this.snapshotsDir, first);
+          const st = this.remote?.rootOwner(dir) ?? statSync(dir);
           if (st.uid !== process.getuid!() || st.gid !== process.getgid!()) lchownSync(join(temp, 'fs'), st.uid, st.gid);
         }
         renamedTo = join(this.snapshotsDir, s.id);
