@@ -9,6 +9,7 @@ import { VERSION } from '../version.js';
 
 const groups: Record<string, { summary: string; load: () => Promise<{ run(args: string[]): Promise<number> }> }> = {
   estargz: { summary: 'list, verify and build eStargz blobs', load: () => import('./estargz-cmd.js') },
+  image: { summary: 'publish images to IPFS (ipfs-push)', load: () => import('./image-cmd.js') },
   layer: { summary: 'mount one eStargz layer from IPFS or a file', load: () => import('./layer-cmd.js') },
 };
 

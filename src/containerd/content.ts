@@ -1,0 +1,174 @@
+/**
+ * containerd's content store over gRPC: Info, Update (labels), Read as a byte stream,
+ * and Write, the bidirectional stream protocol of content/proxy: STAT opens (or resumes)
+ * the ingest `ref` and declares size and digest; WRITEs append at the offset the server
+ * reports; COMMIT checks size and digest and stores the blob with its labels. A blob the
+ * store already has is refused with AlreadyExists, which for us is success.
+ */
+import { addAbortSignal, Readable } from 'node:stream';
+import type * as grpc from '@grpc/grpc-js';
+import { SgError } from '../errors.js';
+import { metadata, toSgError, unary, type Session } from './call.js';
+import type { GenericClient } from './proto.js';
+
+export type Labels = Readonly<Record<string, string>>;
+
+export interface ContentInfo {
+  readonly digest: string;
+  readonly size: number;
+  readonly labels: Labels;
+}
+
+export interface ReadOptions {
+  readonly offset?: number;
+  /** Bytes wanted; omitted = to the end. A stream that ends short fails with CORRUPT. */
+  readonly length?: number;
+  readonly signal?: AbortSignal;
+}
+
+export interface WriteResult {
+  /** False when the store already had the blob (its labels are then updated instead). */
+  readonly written: boolean;
+}
+
+interface WireInfo {
+  digest: string;
+  size: number;
+  labels: Record<string, string>;
+}
+interface WireWriteResponse {
+  offset: number;
+  digest: string;
+}
+
+/** Data per WRITE message: far below gRPC's 4 MiB message limit. */
+const WRITE_PIECE = 1 << 20;
+/** WRITEs sent before waiting for the oldest reply: keeps the socket busy, bounds memory. */
+const WRITE_WINDOW = 4;
+
+export class ContentStore {
+  constructor(
+    private readonly client: GenericClient,
+    private readonly session: Session,
+  ) {}
+
+  async info(digest: string): Promise<ContentInfo> {
+    const res = await unary<{ info: WireInfo }>(this.client, 'Info', { digest }, this.session, 'content.Info', { digest });
+    return fromWire(res.info);
+  }
+
+  /** Sets (or, with an empty value, removes) only the labels named. */
+  async updateLabels(digest: string, labels: Labels): Promise<ContentInfo> {
+    const paths = Object.keys(labels).map((k) => `labels.${k}`);
+    const req = { info: { digest, labels }, update_mask: { paths } };
+    const res = await unary<{ info: WireInfo }>(this.client, 'Update', req, this.session, 'content.Update', { digest });
+    return fromWire(res.info);
+  }
+
+  /** The blob's bytes as a stream with backpressure: nothing is buffered beyond one message. */
+  read(digest: string, opts: ReadOptions = {}): Readable {
+    const { offset = 0, length } = opts;
+    const s = this.session;
+    const call = (this.client.Read as (req: object, md: grpc.Metadata) => grpc.ClientReadableStream<{ data: Buffer }>).call(
+      this.client,
+      { digest, offset, size: length ?? 0 },
+      metadata(s),
+    );
+    async function* bytes(): AsyncGenerator<Buffer> {
+      let got = 0;
+      try {
+        for await (const msg of call as AsyncIterable<{ data: Buffer }>) {
+          got += msg.data.length;
+          if (msg.data.length > 0) yield msg.data;
+        }
+      } catch (err) {
+        throw toSgError(err, 'content.Read', s, { digest, offset });
+      }
+      if (length !== undefined && got !== length) {
+        throw new SgError('CORRUPT', 'containerd content.Read ended early', { digest, offset, length, got, namespace: s.namespace });
+      }
+    }
+    const stream = Readable.from(bytes(), { objectMode: false });
+    return opts.signal ? addAbortSignal(opts.signal, stream) : stream;
+  }
+
+  /** A small blob whole (manifests, configs, indexes), refusing anything over `maxBytes`. */
+  async readBlob(digest: string, size: number, maxBytes: number, signal?: AbortSignal): Promise<Buffer> {
+    if (size > maxBytes) throw new SgError('TOO_LARGE', 'blob is too large to read whole', { digest, size, maxBytes });
+    const parts: Buffer[] = [];
+    for await (const b of this.read(digest, { length: size, signal })) parts.push(b as Buffer);
+    return Buffer.concat(parts, size);
+  }
+
+  /**
+   * Stores `data` (exactly `expected.size` bytes hashing to `expected.digest`) with `labels`.
+   * `ref` names the ingest; a stale one left by a crash is truncated and rewritten.
+   */
+  async write(
+    ref: string,
+    expected: { readonly digest: string; readonly size: number },
+    data: Uint8Array | AsyncIterable<Uint8Array>,
+    labels: Labels = {},
+    signal?: AbortSignal,
+  ): Promise<WriteResult> {
+    const s = this.session;
+    const ctx = { ref, digest: expected.digest, size: expected.size };
+    const call = (this.client.Write as (md: grpc.Metadata) => grpc.ClientDuplexStream<object, WireWriteResponse>).call(this.client, metadata(s));
+    const replies = (call as AsyncIterable<WireWriteResponse>)[Symbol.asyncIterator]();
+    const reply = async (): Promise<WireWriteResponse> => {
+      const r = await replies.next();
+      if (r.done) throw new SgError('IO', 'containerd closed the content write stream early', ctx);
+      return r.value;
+    };
+    const onAbort = () => call.cancel();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      call.write({ action: 'STAT', ref, total: expected.size, expected: expected.digest });
+      await reply();
+      let offset = 0;
+      const inFlight: number[] = [];
+      const settle = async () => {
+        const want = inFlight.shift()!;
+        const got = (await reply()).offset;
+        if (got !== want) throw new SgError('IO', 'containerd stored a write short', { ...ctx, offset: want, stored: got });
+      };
+      for await (const piece of pieces(data)) {
+        offset += piece.length;
+        if (offset > expected.size) throw new SgError('INVALID_ARGUMENT', 'content is longer than its descriptor', ctx);
+        call.write({ action: 'WRITE', ref, offset: offset - piece.length, data: piece });
+        inFlight.push(offset);
+        if (inFlight.length >= WRITE_WINDOW) await settle();
+      }
+      while (inFlight.length > 0) await settle();
+      call.write({ action: 'COMMIT', ref, offset, total: expected.size, expected: expected.digest, labels });
+      const done = await reply();
+      if (done.offset !== expected.size || done.digest !== expected.digest) {
+        throw new SgError('CORRUPT', 'containerd committed other content than expected', { ...ctx, stored: done.offset, storedDigest: done.digest });
+      }
+      call.end();
+      // The server ends the call after COMMIT; wait for its final status.
+      while (!(await replies.next()).done);
+      return { written: true };
+    } catch (err) {
+      call.cancel();
+      const e = signal?.aborted ? new SgError('ABORTED', 'content write aborted', ctx) : toSgError(err, 'content.Write', s, ctx);
+      if (e.code !== 'ALREADY_EXISTS') throw e;
+      if (Object.keys(labels).length > 0) await this.updateLabels(expected.digest, labels);
+      return { written: false };
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+}
+
+function fromWire(w: WireInfo): ContentInfo {
+  return { digest: w.digest, size: w.size, labels: w.labels ?? {} };
+}
+
+/** `data` as views of at most WRITE_PIECE bytes (no copies). */
+async function* pieces(data: Uint8Array | AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  const source = data instanceof Uint8Array ? [data] : data;
+  for await (const chunk of source) {
+    for (let at = 0; at < chunk.length; at += WRITE_PIECE) yield chunk.subarray(at, Math.min(chunk.length, at + WRITE_PIECE));
+  }
+}
