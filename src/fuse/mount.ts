@@ -26,6 +26,12 @@ export interface MountOptions {
   attrTimeoutSec: number;
   entryTimeoutSec: number;
   log: Logger;
+  /**
+   * Kernel readahead of the mount, KiB (its bdi's read_ahead_kb). libfuse 2 caps each read
+   * at 128 KiB; a larger window keeps many of them in flight, so a sequential reader is fed
+   * from several chunks at once. 0 keeps the kernel's default.
+   */
+  readaheadKiB?: number;
   /** Logs every op at debug when true (decided once, not per op). */
   traceOps?: boolean;
 }
@@ -36,6 +42,12 @@ export interface Mounted {
 }
 
 const execFileAsync = promisify(execFile);
+/**
+ * Measured with layer.bench (2 cores, chunk reader fetching 32 MiB ahead): 512–1024 KiB reads
+ * 10–30 % faster than the 128 KiB default, cold and warm; 4096 KiB was slower than either
+ * (more 128 KiB requests in flight than the FUSE threads and the event loop can use).
+ */
+const DEFAULT_READAHEAD_KIB = 1024;
 /** `.` and `..` are listed as plain directories without inode numbers, as upstream does. */
 const DOT = { mode: 0o40755, uid: 0, gid: 0, size: 0, nlink: 1, ino: 0, rdev: 0, blksize: 4096, blocks: 0, mtime: new Date(0), atime: new Date(0), ctime: new Date(0) };
 
@@ -117,6 +129,7 @@ export async function mountLayer(fs: LayerFs, mountpoint: string, opts: MountOpt
   await new Promise<void>((resolve, reject) =>
     fuse.mount((err) => (err ? reject(new SgError('IO', `FUSE mount failed: ${err.message}`, { mountpoint }, { cause: err })) : resolve())),
   );
+  await raiseReadahead(mountpoint, opts.readaheadKiB ?? DEFAULT_READAHEAD_KIB, log);
   log.debug('layer mounted', { mountpoint });
   let unmounted = false;
   return {
@@ -146,6 +159,29 @@ export async function clearStaleMount(mountpoint: string): Promise<void> {
   }
   await execFileAsync('fusermount', ['-u', '-z', mountpoint]).catch(() => execFileAsync('umount', ['-l', mountpoint]).catch(() => {}));
 }
+
+/**
+ * Sets read_ahead_kb of the mount's backing device info (maj:min from mountinfo). Needs
+ * root; without it, or without sysfs, the kernel default stays and reads still work.
+ */
+async function raiseReadahead(mountpoint: string, kib: number, log: Logger): Promise<void> {
+  if (kib <= 0) return;
+  const { readFile, writeFile } = await import('node:fs/promises');
+  try {
+    const info = await readFile('/proc/self/mountinfo', 'utf8');
+    let dev: string | undefined;
+    for (const line of info.split('\n')) {
+      const f = line.split(' ');
+      if (unescapeMountinfo(f[4] ?? '') === mountpoint) dev = f[2];
+    }
+    if (!dev || !/^\d+:\d+$/.test(dev)) throw new Error('mount not found in /proc/self/mountinfo');
+    await writeFile(`/sys/class/bdi/${dev}/read_ahead_kb`, String(kib));
+  } catch (err) {
+    log.debug('cannot raise FUSE readahead; kernel default kept', { mountpoint, kib, err });
+  }
+}
+
+const unescapeMountinfo = (s: string): string => s.replace(/\\(\d{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
 
 async function isMountpoint(dir: string): Promise<boolean> {
   const { readFile } = await import('node:fs/promises');

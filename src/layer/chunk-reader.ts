@@ -30,6 +30,11 @@ export interface ChunkReaderOptions {
   readonly maxFetchBytes?: number;
 }
 
+/** How far from the previous read's end a read still counts as sequential (out-of-order readahead). */
+const SEQUENTIAL_SLACK = 4 << 20;
+/** The size of the kernel's readahead requests (libfuse 2 caps reads at 128 KiB). */
+const READAHEAD_REQUEST = 128 << 10;
+
 export interface Wanted {
   readonly node: LayerNode;
   readonly index: number;
@@ -45,7 +50,7 @@ export class ChunkReader {
 
   constructor(private readonly opts: ChunkReaderOptions) {
     this.memory = new LRUCache<string, Buffer>({ maxSize: opts.memoryBytes ?? 64 << 20, sizeCalculation: (b) => Math.max(1, b.length) });
-    this.readaheadBytes = opts.readaheadBytes ?? 8 << 20;
+    this.readaheadBytes = opts.readaheadBytes ?? 32 << 20;
     this.maxFetchBytes = opts.maxFetchBytes ?? 16 << 20;
   }
 
@@ -55,13 +60,22 @@ export class ChunkReader {
     const starts = node.chunks.map((c) => c.chunkOffset);
     const slices = planRead(starts, node.size, offset, length);
     if (slices.length === 0) return Buffer.alloc(0);
-    const sequential = this.lastEnd.get(node.id) === offset || offset === 0;
     const end = offset + slices.reduce((n, s) => n + s.take, 0);
-    this.lastEnd.set(node.id, end);
+    // The kernel keeps several reads of its readahead window in flight on different
+    // threads, so a sequential reader's requests arrive slightly out of order.
+    // Small reads count only when they continue exactly, so random 4 KiB readers never
+    // trigger a fetch of whole chunks ahead.
+    const last = this.lastEnd.get(node.id);
+    const sequential =
+      offset === 0 || offset === last || (last !== undefined && length >= READAHEAD_REQUEST && offset >= last - SEQUENTIAL_SLACK && offset <= last + SEQUENTIAL_SLACK);
+    this.lastEnd.set(node.id, sequential && last !== undefined ? Math.max(last, end) : end);
 
     const want: Wanted[] = slices.map((s) => ({ node, index: s.chunk }));
-    const chunks = await this.load(want, signal);
+    const loading = this.load(want, signal);
+    // Fetch ahead at once, not after this read's chunks arrive, so that the source is
+    // always busy while a sequential reader consumes.
     if (sequential) this.readAhead(node, slices[slices.length - 1]!.chunk);
+    const chunks = await loading;
 
     if (slices.length === 1) {
       const s = slices[0]!;
@@ -143,7 +157,12 @@ export class ChunkReader {
     return out;
   }
 
-  /** One ranged read for a run of chunks; each chunk is decoded, verified, cached. */
+  /**
+   * One ranged read for a run of chunks; each chunk is decoded, verified, cached. A reader
+   * (keep) gets the bytes as soon as they are verified while the cache write goes on; the
+   * chunk stays in flight until it is stored, so nobody fetches it again meanwhile.
+   * Background work (not keep) resolves only once the chunk is stored.
+   */
   private fetchGroup(run: readonly Wanted[], signal: AbortSignal | undefined, keep: boolean): Promise<Buffer>[] {
     const chunks = run.map((w) => w.node.chunks[w.index]!);
     const start = Math.min(...chunks.map((c) => c.offset));
@@ -153,37 +172,54 @@ export class ChunkReader {
     if (log.enabled('debug')) log.debug('chunk fetch', { blob: this.opts.source.describe, offset: start, length: end - start, chunks: chunks.length });
     return run.map((w, k) => {
       const c = chunks[k]!;
-      const p = bytes.then(async (all) => {
+      const decoded = bytes.then(async (all) => {
         const r = chunkRange(c);
         const buf = await decodeChunk(all.subarray(r.offset - start, r.offset - start + r.length), c, { entry: w.node.name, blob: this.opts.source.describe }, signal);
         if (keep) this.memory.set(c.digest, buf);
-        await this.opts.cache.put(c.digest, buf).catch((err: unknown) => log.warn('chunk cache put failed', { err }));
         this.opts.onAvailable?.(c);
         return buf;
       });
-      return this.track(c.digest, p);
+      const stored = decoded.then((buf) =>
+        this.opts.cache.put(c.digest, buf).then(
+          () => buf,
+          (err: unknown) => {
+            log.warn('chunk cache put failed', { err });
+            return buf;
+          },
+        ),
+      );
+      this.track(c.digest, decoded, stored);
+      return keep ? decoded : stored;
     });
   }
 
-  private track(digest: string, p: Promise<Buffer>): Promise<Buffer> {
+  /** `p` answers concurrent loads of the digest until `until` (default `p`) settles. */
+  private track(digest: string, p: Promise<Buffer>, until: Promise<unknown> = p): Promise<Buffer> {
     this.inflight.set(digest, p);
     const clear = () => {
       if (this.inflight.get(digest) === p) this.inflight.delete(digest);
     };
-    p.then(clear, clear);
+    until.then(clear, clear);
     return p;
   }
 
-  /** Fetches the chunks after `last` of a sequentially read file, without waiting. */
+  /**
+   * Keeps the chunks after `last` of a sequentially read file coming, without waiting.
+   * The window is topped up only when the next chunk is missing or half of it is, so
+   * that adjacent missing chunks go out as one larger request rather than one each.
+   */
   private readAhead(node: LayerNode, last: number): void {
     const next: number[] = [];
     let bytes = 0;
+    let window = 0;
     for (let i = last + 1; i < node.chunks.length && bytes < this.readaheadBytes; i++) {
       const c = node.chunks[i]!;
       bytes += c.chunkSize;
+      window++;
       if (!this.memory.has(c.digest) && !this.inflight.has(c.digest)) next.push(i);
     }
     if (next.length === 0) return;
+    if (next[0] !== last + 1 && next.length * 2 < window) return;
     this.load(
       next.map((index) => ({ node, index })),
       undefined,
