@@ -237,3 +237,16 @@ test('a full disk stops storing with one warning while reads keep working; defau
   assert.deepEqual(readdirSync(join(dir, 'c', 'tmp')), [], 'failed temp files are removed');
   for (const c of chunks.slice(0, s.entries)) assert.ok(await cache.get(digestOf(c)), 'stored chunks are still hits');
 });
+
+test('putVerified stores bytes the caller verified; they survive a reopen and are re-checked there', async () => {
+  const dir = newDir();
+  const bytes = randomBytes(5000);
+  const d = digestOf(bytes);
+  const c = await ChunkCache.open({ dir, maxBytes: 1 << 20 });
+  assert.equal(await c.putVerified(d, bytes), true);
+  assert.deepEqual(Buffer.from((await c.get(d))!), bytes);
+  await c.close();
+  const again = await ChunkCache.open({ dir, maxBytes: 1 << 20 });
+  assert.deepEqual(Buffer.from((await again.get(d))!), bytes);
+  await again.close();
+});

@@ -134,6 +134,14 @@ export class ChunkCache {
   }
 
   /**
+   * `put` for bytes the caller has just checked against `digest` itself (the chunk reader
+   * verifies every chunk it inflates): skips hashing them a second time.
+   */
+  async putVerified(digest: string, bytes: Uint8Array): Promise<boolean> {
+    return this.store(hexOf(digest), bytes);
+  }
+
+  /**
    * The chunk from disk, else from `fetch` (checked against the digest, then stored).
    * Concurrent misses of one digest share one fetch. A failed store never fails the read.
    */

@@ -180,7 +180,7 @@ export class ChunkReader {
         return buf;
       });
       const stored = decoded.then((buf) =>
-        this.opts.cache.put(c.digest, buf).then(
+        this.opts.cache.putVerified(c.digest, buf).then(
           () => buf,
           (err: unknown) => {
             log.warn('chunk cache put failed', { err });
