@@ -5,11 +5,15 @@
 #           libfuse.so.2 and unmounts with fusermount), busybox-static (test images), jq, curl,
 #           iproute2, golang-go + the estargz 0.12 Go sources (the reference eStargz tool).
 #   Kubo:   the IPFS node, built from the Go module proxy (Debian does not package it).
+#   containerd 2.2.9 (+ ctr, shim) and nerdctl 2.0.4 for the e2e compatibility tests, built
+#           from the Go module proxy into $(go env GOPATH)/sgipfs-tools/<tool>-<version>/.
 #   npm:    npm ci (better-sqlite3 compiles SQLite; see allowScripts in package.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 KUBO_VERSION=0.42.0
+CONTAINERD2_VERSION=2.2.9
+NERDCTL_VERSION=2.0.4
 APT_PACKAGES=(containerd runc fuse3 libfuse2 busybox-static jq curl iproute2 golang-go golang-github-containerd-stargz-snapshotter-dev)
 
 log() { printf '[install] %s\n' "$*" >&2; }
@@ -45,6 +49,40 @@ else
   dir=$(go mod download -json "github.com/ipfs/kubo@v$KUBO_VERSION" | jq -r .Dir)
   (cd "$dir" && go build -trimpath -o "$gobin/ipfs" ./cmd/ipfs)
   log "kubo built in $(( $(date +%s) - start )) s"
+fi
+
+tools=$(go env GOPATH)/sgipfs-tools
+ctd2="$tools/containerd-$CONTAINERD2_VERSION"
+if [[ -x $ctd2/containerd && -x $ctd2/ctr && -x $ctd2/containerd-shim-runc-v2 ]]; then
+  log "containerd $CONTAINERD2_VERSION present in $ctd2"
+else
+  log "building containerd $CONTAINERD2_VERSION from the Go module proxy (about 2 minutes on 2 cores)"
+  start=$(date +%s)
+  mkdir -p "$ctd2"
+  GOBIN=$ctd2 go install -tags no_btrfs \
+    "github.com/containerd/containerd/v2/cmd/containerd@v$CONTAINERD2_VERSION" \
+    "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@v$CONTAINERD2_VERSION" \
+    "github.com/containerd/containerd/v2/cmd/ctr@v$CONTAINERD2_VERSION"
+  log "containerd $CONTAINERD2_VERSION built in $(( $(date +%s) - start )) s"
+fi
+nerdctl_dir="$tools/nerdctl-$NERDCTL_VERSION"
+if [[ -x $nerdctl_dir/nerdctl ]]; then
+  log "nerdctl $NERDCTL_VERSION present in $nerdctl_dir"
+else
+  # `go install` fails for nerdctl (the proxy refuses its version list); its module zip lacks the
+  # test-only tigron module it requires: build a writable copy without that requirement.
+  log "building nerdctl $NERDCTL_VERSION from the Go module proxy"
+  start=$(date +%s)
+  src=$(go mod download -json "github.com/containerd/nerdctl/v2@v$NERDCTL_VERSION" | jq -r .Dir)
+  work=$(mktemp -d)
+  cp -r "$src/." "$work/"
+  chmod -R u+w "$work"
+  mkdir -p "$nerdctl_dir"
+  (cd "$work" &&
+    go mod edit -droprequire=github.com/containerd/nerdctl/mod/tigron -dropreplace=github.com/containerd/nerdctl/mod/tigron &&
+    go build -trimpath -ldflags "-X github.com/containerd/nerdctl/v2/pkg/version.Version=v$NERDCTL_VERSION" -o "$nerdctl_dir/nerdctl" ./cmd/nerdctl)
+  rm -rf "$work"
+  log "nerdctl $NERDCTL_VERSION built in $(( $(date +%s) - start )) s"
 fi
 
 if [[ ! -d node_modules ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then

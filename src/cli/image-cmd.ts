@@ -6,6 +6,7 @@ type Command = { summary: string; load: () => Promise<{ run(args: string[]): Pro
 
 const commands: Record<string, Command> = {
   'ipfs-push': { summary: 'convert an image in containerd to eStargz and publish it to IPFS', load: () => import('./ipfs-push-cmd.js') },
+  rpull: { summary: 'pull an image from IPFS by CID into containerd and unpack it (lazily with stargz)', load: () => import('./rpull-cmd.js') },
 };
 
 function usage(): string {

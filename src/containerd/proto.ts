@@ -16,18 +16,30 @@ export const SERVICES = {
 } as const;
 export type ServiceName = keyof typeof SERVICES;
 
+/**
+ * Loads containerd API .proto files (paths below proto/github.com/containerd/containerd/
+ * api/services/, e.g. `snapshots/v1/snapshots.proto`) the one way every client and server
+ * here reads them.
+ */
+export function loadApiProtos(files: readonly string[]): protoLoader.PackageDefinition {
+  return protoLoader.loadSync(
+    files.map((f) => `${API}/${f}`),
+    {
+      includeDirs: [PROTO_ROOT],
+      keepCase: true,
+      // int64 sizes, offsets and timestamps: any real blob, disk or date fits a double exactly.
+      longs: Number,
+      enums: String,
+      defaults: true,
+      oneofs: true,
+    },
+  );
+}
+
 let loaded: protoLoader.PackageDefinition | undefined;
 
 function definition(): protoLoader.PackageDefinition {
-  loaded ??= protoLoader.loadSync([`${API}/content/v1/content.proto`, `${API}/images/v1/images.proto`, `${API}/leases/v1/leases.proto`], {
-    includeDirs: [PROTO_ROOT],
-    keepCase: true,
-    // Blob sizes and offsets are int64; any real blob fits a double exactly.
-    longs: Number,
-    enums: String,
-    defaults: true,
-    oneofs: true,
-  });
+  loaded ??= loadApiProtos(['content/v1/content.proto', 'images/v1/images.proto', 'leases/v1/leases.proto']);
   return loaded;
 }
 

@@ -4,20 +4,11 @@
  * constructor for tests, benchmarks and tools that speak the same API.
  */
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import { loadApiProtos } from '../containerd/proto.js';
 
-const PROTO_ROOT = new URL('../../../proto/', import.meta.url).pathname;
 export const SNAPSHOTS_SERVICE = 'containerd.services.snapshots.v1.Snapshots';
 
-const definition = protoLoader.loadSync('github.com/containerd/containerd/api/services/snapshots/v1/snapshots.proto', {
-  includeDirs: [PROTO_ROOT],
-  keepCase: true,
-  // int64 sizes and timestamps fit a double for any real disk and date.
-  longs: Number,
-  enums: String,
-  defaults: true,
-  oneofs: true,
-});
+const definition = loadApiProtos(['snapshots/v1/snapshots.proto']);
 
 export const snapshotsService = definition[SNAPSHOTS_SERVICE] as grpc.ServiceDefinition;
 

@@ -29,6 +29,8 @@ export interface ContainerdOptions {
   stargzRoot?: string;
   containerdBin?: string;
   ctrBin?: string;
+  /** Prepended to containerd's PATH: where its shim (containerd-shim-runc-v2) is, for a custom build. */
+  shimDir?: string;
 }
 
 export async function startContainerd(scratch: string, opts: ContainerdOptions = {}): Promise<Containerd> {
@@ -56,7 +58,8 @@ export async function startContainerd(scratch: string, opts: ContainerdOptions =
   writeFileSync(configPath, lines.join('\n') + '\n');
   const bin = opts.containerdBin ?? 'containerd';
   const ctrBin = opts.ctrBin ?? 'ctr';
-  const proc: Proc = startProc(bin, ['--config', configPath, '--log-level', 'info'], join(dir, 'containerd.log'));
+  const env = opts.shimDir ? { ...process.env, PATH: `${opts.shimDir}:${process.env.PATH ?? ''}` } : process.env;
+  const proc: Proc = startProc(bin, ['--config', configPath, '--log-level', 'info'], join(dir, 'containerd.log'), { env });
   await waitFor('containerd socket', 30_000, async () => {
     if (proc.child.exitCode !== null) throw new Error(`containerd exited: ${readFileSync(proc.logPath, 'utf8').slice(-800)}`);
     await execFileAsync(ctrBin, ['-a', address, 'version'], { timeout: 5000 });

@@ -1,0 +1,62 @@
+/**
+ * The Snapshots API of containerd (not of our daemon): what the client-side unpacker needs,
+ * scoped to a namespace and a lease so that snapshots prepared and committed during a
+ * pull are safe from garbage collection until the image references them.
+ */
+import { unary, type Session } from '../containerd/call.js';
+import type { GenericClient } from '../containerd/proto.js';
+import { snapshotsClient } from '../service/proto.js';
+
+/** As containerd/client.ts's channel options (a subchannel is shared only between equal options). */
+const CHANNEL_OPTIONS = { 'grpc.max_receive_message_length': 16 << 20 };
+
+export interface SnapshotMount {
+  readonly type: string;
+  readonly source: string;
+  readonly target: string;
+  readonly options: readonly string[];
+}
+
+export interface SnapshotInfo {
+  readonly name: string;
+  readonly parent: string;
+  readonly kind: string;
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+export class ContainerdSnapshots {
+  private readonly client: GenericClient;
+
+  constructor(
+    address: string,
+    private readonly session: Session,
+    readonly snapshotter: string,
+  ) {
+    // The same channel options as the other containerd clients, so that grpc-js shares one connection.
+    this.client = snapshotsClient(address.startsWith('/') ? `unix:${address}` : address, CHANNEL_OPTIONS) as GenericClient;
+  }
+
+  async prepare(key: string, parent: string, labels: Readonly<Record<string, string>>): Promise<SnapshotMount[]> {
+    const req = { snapshotter: this.snapshotter, key, parent, labels };
+    const res = await unary<{ mounts: SnapshotMount[] }>(this.client, 'Prepare', req, this.session, 'snapshots.Prepare', { key, snapshotter: this.snapshotter });
+    return res.mounts;
+  }
+
+  async commit(name: string, key: string, labels: Readonly<Record<string, string>> = {}): Promise<void> {
+    const req = { snapshotter: this.snapshotter, name, key, labels };
+    await unary(this.client, 'Commit', req, this.session, 'snapshots.Commit', { key, name, snapshotter: this.snapshotter });
+  }
+
+  async stat(key: string): Promise<SnapshotInfo> {
+    const res = await unary<{ info: SnapshotInfo }>(this.client, 'Stat', { snapshotter: this.snapshotter, key }, this.session, 'snapshots.Stat', { key, snapshotter: this.snapshotter });
+    return res.info;
+  }
+
+  async remove(key: string): Promise<void> {
+    await unary(this.client, 'Remove', { snapshotter: this.snapshotter, key }, this.session, 'snapshots.Remove', { key, snapshotter: this.snapshotter });
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
