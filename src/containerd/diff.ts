@@ -5,11 +5,9 @@
  * `applier.Apply`. Loaded like the other services (proto/…/diff/v1/diff.proto).
  */
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { unary, type Session } from './call.js';
-import type { GenericClient } from './proto.js';
+import { loadApiProtos, type GenericClient } from './proto.js';
 
-const PROTO_ROOT = new URL('../../../proto/', import.meta.url).pathname;
 const DIFF_SERVICE = 'containerd.services.diff.v1.Diff';
 
 export interface DiffDescriptor {
@@ -32,14 +30,7 @@ const APPLY_TIMEOUT_MS = 30 * 60_000;
 let service: grpc.ServiceDefinition | undefined;
 
 function definition(): grpc.ServiceDefinition {
-  service ??= protoLoader.loadSync('github.com/containerd/containerd/api/services/diff/v1/diff.proto', {
-    includeDirs: [PROTO_ROOT],
-    keepCase: true,
-    longs: Number,
-    enums: String,
-    defaults: true,
-    oneofs: true,
-  })[DIFF_SERVICE] as grpc.ServiceDefinition;
+  service ??= loadApiProtos(['diff/v1/diff.proto'])[DIFF_SERVICE] as grpc.ServiceDefinition;
   return service;
 }
 
