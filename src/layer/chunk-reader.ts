@@ -40,7 +40,17 @@ export interface Wanted {
   readonly index: number;
 }
 
+/**
+ * A chunk whose fetch just failed slowly (source dead past its timeout) fails once more at
+ * once, within this window: the kernel re-asks for a page whose readahead failed, and
+ * without this a single read(2) would wait out the fetch timeout twice. The next request
+ * after that fetches again, so a source that is back is used at once.
+ */
+const FAILURE_MEMORY_MS = 1000;
+const SLOW_FAILURE_MS = 1000;
+
 export class ChunkReader {
+  private readonly failed = new Map<string, { err: unknown; at: number }>();
   private readonly memory: LRUCache<string, Buffer>;
   private readonly inflight = new Map<string, Promise<Buffer>>();
   /** End offset of the last read per node id, to detect sequential readers. */
@@ -105,6 +115,14 @@ export class ChunkReader {
         out[i] = pending;
         continue;
       }
+      const failed = this.failed.get(c.digest);
+      if (failed) {
+        this.failed.delete(c.digest);
+        if (Date.now() - failed.at < FAILURE_MEMORY_MS) {
+          out[i] = Promise.reject(failed.err);
+          continue;
+        }
+      }
       if (this.opts.cache.probe(c.digest)) {
         out[i] = this.fromCache(want[i]!, keep);
         continue;
@@ -167,6 +185,7 @@ export class ChunkReader {
     const chunks = run.map((w) => w.node.chunks[w.index]!);
     const start = Math.min(...chunks.map((c) => c.offset));
     const end = Math.max(...chunks.map((c) => c.compressedEnd));
+    const started = Date.now();
     const bytes = this.opts.source.readRange(start, end - start, signal);
     const log = this.opts.log;
     if (log.enabled('debug')) log.debug('chunk fetch', { blob: this.opts.source.describe, offset: start, length: end - start, chunks: chunks.length });
@@ -187,6 +206,14 @@ export class ChunkReader {
             return buf;
           },
         ),
+      );
+      decoded.then(
+        () => this.failed.delete(c.digest),
+        (err: unknown) => {
+          // Only slow failures are worth remembering (a refused connection fails fast by
+          // itself), and a fetch we cancelled (preempted background work) says nothing.
+          if (!signal?.aborted && Date.now() - started >= SLOW_FAILURE_MS) this.failed.set(c.digest, { err, at: Date.now() });
+        },
       );
       this.track(c.digest, decoded, stored);
       return keep ? decoded : stored;
