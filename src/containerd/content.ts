@@ -41,10 +41,13 @@ interface WireWriteResponse {
   digest: string;
 }
 
-/** Data per WRITE message: far below gRPC's 4 MiB message limit. */
-const WRITE_PIECE = 1 << 20;
+/**
+ * Data per WRITE message. Few large messages, not one per incoming chunk: every WRITE costs a
+ * reply from containerd, whose server accepts messages of up to 16 MiB.
+ */
+export const WRITE_PIECE = 4 << 20;
 /** WRITEs sent before waiting for the oldest reply: keeps the socket busy, bounds memory. */
-const WRITE_WINDOW = 4;
+const WRITE_WINDOW = 3;
 
 export class ContentStore {
   constructor(
@@ -132,7 +135,7 @@ export class ContentStore {
         const got = (await reply()).offset;
         if (got !== want) throw new SgError('IO', 'containerd stored a write short', { ...ctx, offset: want, stored: got });
       };
-      for await (const piece of pieces(data)) {
+      for await (const piece of pieces(data, expected.size)) {
         offset += piece.length;
         if (offset > expected.size) throw new SgError('INVALID_ARGUMENT', 'content is longer than its descriptor', ctx);
         call.write({ action: 'WRITE', ref, offset: offset - piece.length, data: piece });
@@ -165,10 +168,42 @@ function fromWire(w: WireInfo): ContentInfo {
   return { digest: w.digest, size: w.size, labels: w.labels ?? {} };
 }
 
-/** `data` as views of at most WRITE_PIECE bytes (no copies). */
-async function* pieces(data: Uint8Array | AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
-  const source = data instanceof Uint8Array ? [data] : data;
-  for await (const chunk of source) {
-    for (let at = 0; at < chunk.length; at += WRITE_PIECE) yield chunk.subarray(at, Math.min(chunk.length, at + WRITE_PIECE));
+/**
+ * `data` in pieces of WRITE_PIECE bytes (the last one shorter). A buffer goes out as views
+ * of it (no copies); a stream's small chunks (a network stream's few KiB) are gathered into
+ * one buffer per piece, except that a whole piece arriving with nothing gathered is a view.
+ * `size` (the bytes expected) only sizes the last buffer: more data than that still comes out.
+ */
+export async function* pieces(data: Uint8Array | AsyncIterable<Uint8Array>, size = Infinity): AsyncGenerator<Uint8Array> {
+  if (data instanceof Uint8Array) {
+    for (let at = 0; at < data.length; at += WRITE_PIECE) yield data.subarray(at, Math.min(data.length, at + WRITE_PIECE));
+    return;
   }
+  let piece: Buffer | undefined;
+  let fill = 0;
+  let sent = 0;
+  for await (const chunk of data) {
+    let at = 0;
+    while (at < chunk.length) {
+      if (fill === 0 && chunk.length - at >= WRITE_PIECE) {
+        yield chunk.subarray(at, at + WRITE_PIECE);
+        at += WRITE_PIECE;
+        sent += WRITE_PIECE;
+        continue;
+      }
+      // A fresh buffer each time: the one yielded may still be queued in the gRPC stream.
+      piece ??= Buffer.allocUnsafe(size - sent > 0 ? Math.min(WRITE_PIECE, size - sent) : WRITE_PIECE);
+      const n = Math.min(piece.length - fill, chunk.length - at);
+      piece.set(chunk.subarray(at, at + n), fill);
+      fill += n;
+      at += n;
+      if (fill === piece.length) {
+        yield piece;
+        sent += fill;
+        piece = undefined;
+        fill = 0;
+      }
+    }
+  }
+  if (fill > 0) yield piece!.subarray(0, fill);
 }
