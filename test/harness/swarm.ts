@@ -8,7 +8,8 @@
  * Everything lives under the run's scratch dir, so `reapStale()` kills the Kubos of a
  * crashed run (their environment names the dir) and `reapStaleNetns()` deletes its namespaces.
  */
-import { execFileSync, spawn, type ChildProcess, type ExecFileSyncOptions } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess, type ExecFileSyncOptions } from 'node:child_process';
+import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
@@ -17,6 +18,9 @@ import { findTool } from './tools.js';
 import { startProc, waitFor, type Proc } from './proc.js';
 import { PrivateNet, reapStaleNetns, type NetNode, type NetNsOptions } from './netns.js';
 import { reapStale } from './scratch.js';
+import { MAIN_JS, type CliRun } from './e2e-image.js';
+
+const execFileAsync = promisify(execFile);
 
 export const SWARM_PORT = 4001;
 
@@ -257,4 +261,34 @@ export async function startDaemonOn(node: SwarmNode, dir: string, config: string
     throw err;
   }
   return { proc, socket, root, log, stop: (signal = 'SIGTERM') => proc.stop(signal, 15_000) };
+}
+
+/**
+ * `stargz-ipfs args…` run in `node`'s network namespace with its IPFS_PATH (ipfs-push,
+ * rpull: anything that talks to that node's Kubo API). Resolves with the exit code.
+ */
+export async function runCliOn(node: SwarmNode, args: string[], timeoutMs = 600_000): Promise<CliRun> {
+  const w = node.wrap(process.execPath, [MAIN_JS, ...args]);
+  try {
+    const { stdout, stderr } = await execFileAsync(w.cmd, w.args, { env: node.env, maxBuffer: 64 << 20, timeout: timeoutMs });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string };
+    if (typeof e.code !== 'number') throw err;
+    return { code: e.code, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
+
+/**
+ * Empties a node's Kubo blockstore: every recursive and direct pin removed, then
+ * `ipfs repo gc`. Throws if more than `maxLeft` blocks remain (the empty-dir objects).
+ */
+export function emptyBlockstore(node: SwarmNode, maxLeft = 16): void {
+  for (const type of ['recursive', 'direct']) {
+    const pins = node.cli(['pin', 'ls', '--quiet', `--type=${type}`]).toString().split('\n').filter(Boolean);
+    for (let i = 0; i < pins.length; i += 200) node.cli(['pin', 'rm', ...pins.slice(i, i + 200)]);
+  }
+  node.cli(['repo', 'gc', '--quiet']);
+  const left = node.cli(['refs', 'local']).toString().split('\n').filter(Boolean).length;
+  if (left > maxLeft) throw new Error(`${node.net.name} still holds ${left} blocks after unpin + gc`);
 }
