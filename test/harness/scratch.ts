@@ -38,10 +38,15 @@ export function reapStale(): void {
   }
 }
 
+/**
+ * The process's start time, or '' when it is gone. A zombie counts as gone: a test process
+ * killed while serving its own FUSE mounts can stay a zombie until those mounts are detached.
+ */
 function processStart(pid: number): string {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return fields[0] === 'Z' ? '' : (fields[19] ?? '');
   } catch {
     return '';
   }
