@@ -16,7 +16,7 @@ import { createLogger } from '../log/logger.js';
 import { platformFilter, type PlatformFilter } from '../push/platforms.js';
 import { pushImage } from '../push/push.js';
 import { progressPrinter } from './progress.js';
-import { ipfsClientFrom } from './runtime.js';
+import { ipfsClientFrom } from './ipfs-client.js';
 
 const NAME = 'stargz-ipfs image ipfs-push';
 const USAGE = `usage: ${NAME} [--estargz=true|false] [--platform P]... [--all-platforms]

@@ -12,10 +12,9 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/load.js';
 import { errorMessage } from '../errors.js';
-import { apiEndpoint } from '../ipfs/api-address.js';
+import { ipfsClientFrom } from './ipfs-client.js';
 import { parsePlatform } from '../ipfs/platform.js';
 import type { Platform } from '../ipfs/oci.js';
-import { IpfsClient } from '../ipfs/rpc-client.js';
 import { createLogger } from '../log/logger.js';
 import { resolveForPull } from '../pull/resolve.js';
 import type { PullEvent } from '../pull/rpull.js';
@@ -58,13 +57,7 @@ export async function run(args: string[]): Promise<number> {
     process.stderr.write(`${NAME}: invalid config: ${err.message}\n`);
     return 2;
   }
-  // As runtime.ts's ipfsClientFrom, without loading the chunk cache modules a pull does not use.
-  const ipfs = new IpfsClient({
-    endpoint: apiEndpoint({ apiAddress: config.ipfs_api.api_address || undefined }),
-    requestTimeoutMs: config.ipfs_api.request_timeout_sec * 1000,
-    fetchTimeoutMs: config.blob.fetching_timeout_sec * 1000,
-    log: createLogger('warn'),
-  });
+  const ipfs = ipfsClientFrom(config, createLogger('warn'));
   const ac = new AbortController();
   const stop = () => ac.abort();
   process.once('SIGINT', stop);

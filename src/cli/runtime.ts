@@ -5,8 +5,8 @@
 import { join } from 'node:path';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
-import { IpfsClient } from '../ipfs/rpc-client.js';
-import { apiEndpoint } from '../ipfs/api-address.js';
+import type { IpfsClient } from '../ipfs/rpc-client.js';
+import { ipfsClientFrom } from './ipfs-client.js';
 import { ChunkCache } from '../cache/chunk-cache.js';
 import { BackgroundScheduler } from '../layer/background-scheduler.js';
 
@@ -18,15 +18,6 @@ export interface Runtime {
   readonly cache: ChunkCache;
   readonly scheduler: BackgroundScheduler;
   close(): Promise<void>;
-}
-
-export function ipfsClientFrom(config: Config, log: Logger): IpfsClient {
-  return new IpfsClient({
-    endpoint: apiEndpoint({ apiAddress: config.ipfs_api.api_address || undefined }),
-    requestTimeoutMs: config.ipfs_api.request_timeout_sec * 1000,
-    fetchTimeoutMs: config.blob.fetching_timeout_sec * 1000,
-    log,
-  });
 }
 
 export async function openRuntime(config: Config, root: string, log: Logger): Promise<Runtime> {
