@@ -7,7 +7,7 @@ import './threadpool.js';
 import { mkdir } from 'node:fs/promises';
 import { startDaemon } from '../service/daemon.js';
 import { startIpfsLayers } from './remote-layers.js';
-import { loadConfig, ConfigError } from '../config/load.js';
+import { loadConfigForCommand } from './config-arg.js';
 import { createLogger, isLevel, LEVELS } from '../log/logger.js';
 import { errorMessage } from '../errors.js';
 import { VERSION } from '../version.js';
@@ -39,16 +39,8 @@ async function main(): Promise<number> {
     return 2;
   }
   const log = createLogger(level);
-  let loaded;
-  try {
-    loaded = await loadConfig(flags.config);
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`stargz-ipfs-grpc: invalid config: ${err.message}\n`);
-      return 2;
-    }
-    throw err;
-  }
+  const loaded = await loadConfigForCommand('stargz-ipfs-grpc', flags.config);
+  if (!loaded) return 2;
   for (const key of loaded.warnings) log.warn('unknown config key ignored', { key, file: loaded.file });
   log.debug('config loaded', { file: loaded.file ?? '(defaults)', config: loaded.config });
 

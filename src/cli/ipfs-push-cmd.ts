@@ -8,7 +8,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig } from '../config/load.js';
+import { loadConfigForCommand } from './config-arg.js';
 import { connectContainerd, DEFAULT_CONTAINERD_ADDRESS } from '../containerd/client.js';
 import { errorMessage, SgError } from '../errors.js';
 import type { IpfsClient } from '../ipfs/rpc-client.js';
@@ -48,14 +48,9 @@ export async function run(args: string[]): Promise<number> {
     process.stderr.write(`${NAME}: ${errorMessage(err)}\n${USAGE}`);
     return 2;
   }
-  let config;
-  try {
-    config = (await loadConfig(flags.config)).config;
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    process.stderr.write(`${NAME}: invalid config: ${err.message}\n`);
-    return 2;
-  }
+  const loaded = await loadConfigForCommand(NAME, flags.config);
+  if (!loaded) return 2;
+  const { config } = loaded;
   const ipfs = ipfsClientFrom(config, createLogger('warn'));
   const containerd = connectContainerd(flags.address, flags.namespace);
   const ac = new AbortController();

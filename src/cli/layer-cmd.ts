@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { resolve } from 'node:path';
-import { loadConfig, ConfigError } from '../config/load.js';
+import { loadConfigForCommand } from './config-arg.js';
 import { createLogger, isLevel } from '../log/logger.js';
 import { errorMessage } from '../errors.js';
 import { FileBlobSource } from '../source/file-source.js';
@@ -52,16 +52,9 @@ export async function run(args: string[]): Promise<number> {
     return 2;
   }
   const dir = resolve(positionals[0]!);
-  let config;
-  try {
-    config = (await loadConfig(v.config)).config;
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`stargz-ipfs layer mount: invalid config: ${err.message}\n`);
-      return 2;
-    }
-    throw err;
-  }
+  const loaded = await loadConfigForCommand('stargz-ipfs layer mount', v.config);
+  if (!loaded) return 2;
+  const { config } = loaded;
   const log = createLogger(v['log-level']);
   const rt = await openRuntime(config, v.root, log);
   try {

@@ -10,7 +10,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig } from '../config/load.js';
+import { loadConfigForCommand } from './config-arg.js';
 import { errorMessage } from '../errors.js';
 import { ipfsClientFrom } from './ipfs-client.js';
 import { parsePlatform } from '../ipfs/platform.js';
@@ -49,14 +49,9 @@ export async function run(args: string[]): Promise<number> {
     process.stderr.write(`${NAME}: ${errorMessage(err)}\n${USAGE}`);
     return 2;
   }
-  let config;
-  try {
-    config = (await loadConfig(flags.config)).config;
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    process.stderr.write(`${NAME}: invalid config: ${err.message}\n`);
-    return 2;
-  }
+  const loaded = await loadConfigForCommand(NAME, flags.config);
+  if (!loaded) return 2;
+  const { config } = loaded;
   const ipfs = ipfsClientFrom(config, createLogger('warn'));
   const ac = new AbortController();
   const stop = () => ac.abort();
