@@ -9,24 +9,16 @@ import { execFile } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { createServer } from 'node:net';
 import { makeScratch, destroyScratch, reapStale } from '../test/harness/scratch.js';
 import { startKubo } from '../test/harness/kubo.js';
 import { startContainerd } from '../test/harness/containerd.js';
 import { startDaemon } from '../test/harness/daemon.js';
 import { buildImage } from '../test/harness/push-fixtures.js';
+import { freePort } from '../test/harness/proc.js';
 
 const run = promisify(execFile);
 const cli = new URL('../src/cli/main.js', import.meta.url).pathname;
 const say = (s: string) => process.stdout.write(s + '\n');
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 async function fetchedBytes(metrics: string): Promise<number> {
   const text = await (await fetch(metrics)).text();

@@ -5,12 +5,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { createServer } from 'node:net';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { makeScratch, destroyScratch, reapStale } from './harness/scratch.js';
-import { startProc, waitFor, sleep, type Proc } from './harness/proc.js';
+import { freePort, startProc, waitFor, sleep, type Proc } from './harness/proc.js';
 import { connectSnapshots, type SnapshotsClient } from '../src/service/client.js';
 
 const daemonJs = new URL('../src/cli/daemon.js', import.meta.url).pathname;
@@ -158,14 +157,6 @@ test('SIGTERM stops cleanly; a restart lists the same snapshots', async () => {
   r.sn.close();
   await r.proc.stop();
 });
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 test('metrics: upstream names at /metrics on metrics_address; no_prometheus turns it off', async () => {
   const port = await freePort();

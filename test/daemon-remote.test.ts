@@ -8,7 +8,6 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readFileSync, mkdirSync } from 'node:fs';
 import { readFile, readdir } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { makeScratch, destroyScratch, reapStale, mountsUnder } from './harness/scratch.js';
@@ -16,7 +15,7 @@ import { startKubo, type KuboNode } from './harness/kubo.js';
 import { startContainerd, type Containerd } from './harness/containerd.js';
 import { buildBusyboxImage } from './harness/busybox-image.js';
 import { startDaemon, type DaemonProc } from './harness/daemon.js';
-import { waitFor } from './harness/proc.js';
+import { freePort, waitFor } from './harness/proc.js';
 import { buildEstargz } from '../src/estargz/index.js';
 import { connectSnapshots, type SnapshotsClient } from '../src/service/client.js';
 
@@ -28,14 +27,6 @@ let ctd: Containerd;
 let sn: SnapshotsClient;
 let metricsUrl: string;
 let daemonConfig: string;
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 async function metric(name: string): Promise<number> {
   const text = await (await fetch(metricsUrl)).text();

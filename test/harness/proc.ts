@@ -1,6 +1,7 @@
 /** Child processes for tests: output captured to a log file, stopped for sure. */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
+import { createServer } from 'node:net';
 
 export interface Proc {
   readonly child: ChildProcess;
@@ -47,4 +48,13 @@ export async function waitFor<T>(what: string, ms: number, probe: () => Promise<
     if (Date.now() > until) throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
     await sleep(50);
   }
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago (for metrics endpoints and the like). */
+export async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise((r) => srv.close(r));
+  return port;
 }
