@@ -58,18 +58,21 @@ async function makeBase(name: string, blob: Buffer): Promise<Base> {
 
 /** A small layer with every kind of entry and 64-byte chunks, made by our writer. */
 async function syntheticBlob(dir: string): Promise<Buffer> {
+  // tar-stream stamps entries without mtime with the current time: fix it so every run
+  // fuzzes the same bytes.
   const pack = tar.pack();
+  const mtime = new Date('2024-01-01T00:00:00Z');
   const rnd = prng(7);
   const noise = Buffer.from(Array.from({ length: 300 }, () => Math.floor(rnd() * 256)));
-  pack.entry({ name: 'd/', type: 'directory', mode: 0o755 });
-  pack.entry({ name: 'd/small', mode: 0o644, uid: 1000, gid: 1000, uname: 'u', gname: 'g' }, 'hello, small file\n');
-  pack.entry({ name: 'd/chunked', mode: 0o600, pax: { 'SCHILY.xattr.user.k': 'v' } }, noise);
-  pack.entry({ name: 'd/e/f', mode: 0o644 }, 'implicit parents above me');
-  pack.entry({ name: 'empty', mode: 0o644 }, '');
-  pack.entry({ name: 'link', type: 'symlink', linkname: 'd/small' });
-  pack.entry({ name: 'hard', type: 'link', linkname: 'd/chunked' });
-  pack.entry({ name: 'd/.wh.gone', mode: 0 }, '');
-  pack.entry({ name: 'dev', type: 'character-device', devmajor: 1, devminor: 3 });
+  pack.entry({ name: 'd/', mtime, type: 'directory', mode: 0o755 });
+  pack.entry({ name: 'd/small', mtime, mode: 0o644, uid: 1000, gid: 1000, uname: 'u', gname: 'g' }, 'hello, small file\n');
+  pack.entry({ name: 'd/chunked', mtime, mode: 0o600, pax: { 'SCHILY.xattr.user.k': 'v' } }, noise);
+  pack.entry({ name: 'd/e/f', mtime, mode: 0o644 }, 'implicit parents above me');
+  pack.entry({ name: 'empty', mtime, mode: 0o644 }, '');
+  pack.entry({ name: 'link', mtime, type: 'symlink', linkname: 'd/small' });
+  pack.entry({ name: 'hard', mtime, type: 'link', linkname: 'd/chunked' });
+  pack.entry({ name: 'd/.wh.gone', mtime, mode: 0 }, '');
+  pack.entry({ name: 'dev', mtime, type: 'character-device', devmajor: 1, devminor: 3 });
   pack.finalize();
   const parts: Buffer[] = [];
   for await (const c of pack) parts.push(c as Buffer);
@@ -130,7 +133,9 @@ function mutate(base: Base, r: () => number): Mutation {
       if (op === 'drop') entries.splice(i, 1);
       if (op === 'duplicate') entries.splice(j, 0, structuredClone(entries[i]!));
       if (op === 'swap') [entries[i], entries[j]] = [entries[j]!, entries[i]!];
-      return { kind: `entries ${op}`, blob: withToc(entries, op === 'version' ? pick(HOSTILE_VALUES) : 1) };
+      // Half the time the caller expects the original TOC digest: an edited TOC must then fail.
+      const tocDigest = r() < 0.5 ? base.tocDigest : undefined;
+      return { kind: `entries ${op}`, blob: withToc(entries, op === 'version' ? pick(HOSTILE_VALUES) : 1), ...(tocDigest ? { tocDigest } : {}) };
     }
     default: {
       const entries = structuredClone(base.toc.entries);
