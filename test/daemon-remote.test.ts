@@ -10,6 +10,7 @@ import { readFileSync, mkdirSync } from 'node:fs';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { createConnection } from 'node:net';
 import { makeScratch, destroyScratch, reapStale, mountsUnder } from './harness/scratch.js';
 import { startKubo, type KuboNode } from './harness/kubo.js';
 import { startContainerd, type Containerd } from './harness/containerd.js';
@@ -102,7 +103,7 @@ test('a process runs on an overlay of the remote snapshot; its reads come throug
   await sn.remove('rootfs-1');
 });
 
-test('after kill -9 and restart the layer is mounted again and data read before is served without fetching', async () => {
+test('kill -9 of the daemon: the layer server keeps the mount; the restarted daemon adopts it and fetches nothing again', async () => {
   const rootfs = join(scratch, 'rootfs');
   const readBusybox = async () => {
     const mounts = await sn.prepare('rootfs-2', chainId, { 'containerd.io/gc.root': 'test' });
@@ -117,13 +118,51 @@ test('after kill -9 and restart the layer is mounted again and data read before 
   };
   const original = readFileSync('/bin/busybox');
   assert.ok((await readBusybox()).equals(original));
+  const fetched = await metric('stargz_ipfs_fetched_bytes_total');
+  assert.ok(fetched > 0);
+  const [layerMount] = mountsUnder(daemon.root).filter((m) => m.endsWith('/fs'));
+  assert.ok(layerMount, 'the layer is mounted');
   await daemon.stop('SIGKILL');
-  assert.ok(mountsUnder(daemon.root).length > 0, 'the dead mount is still there');
+  // The daemon is gone; its layer server still answers on the mount.
+  assert.ok((await readFile(join(layerMount, 'bin', 'busybox'))).equals(original));
   daemon = await startDaemon(scratch, { config: daemonConfig, env: { IPFS_PATH: kubo.ipfsPath }, logName: 'daemon-2.log' });
-  const afterRestore = await metric('stargz_ipfs_fetched_bytes_total');
-  // containerd redials the proxy plugin's socket with backoff.
+  assert.match(daemon.log(), /"adopted running layer server"/);
+  assert.match(daemon.log(), /"remote snapshot still mounted by the layer server"/);
+  assert.doesNotMatch(daemon.log(), /"detaching stale mount"/);
   await waitFor('containerd reconnected', 30_000, () => sn.list().then(() => true, () => undefined));
   assert.ok((await readBusybox()).equals(original));
+  assert.equal(await metric('stargz_ipfs_fetched_bytes_total'), fetched, 'no IPFS bytes for data read before the kill');
+});
+
+test('daemon and layer server both killed: the restart mounts the layer again and serves it from the chunk cache', async () => {
+  const rootfs = join(scratch, 'rootfs');
+  const serverPid = Number(/"started layer server".*?"pid":(\d+)/.exec(readFileSync(join(scratch, 'logs', 'daemon.log'), 'utf8'))?.[1]);
+  assert.ok(serverPid > 0, 'the first daemon started the layer server');
+  await daemon.stop('SIGKILL');
+  process.kill(serverPid, 'SIGKILL');
+  await waitFor('layer server gone', 10_000, () => {
+    try {
+      process.kill(serverPid, 0);
+      return undefined;
+    } catch {
+      return true;
+    }
+  });
+  assert.ok(mountsUnder(daemon.root).length > 0, 'the dead mount is still there');
+  daemon = await startDaemon(scratch, { config: daemonConfig, env: { IPFS_PATH: kubo.ipfsPath }, logName: 'daemon-3.log' });
+  assert.match(daemon.log(), /"started layer server"/);
+  assert.match(daemon.log(), /"detaching stale mount"/);
+  const afterRestore = await metric('stargz_ipfs_fetched_bytes_total');
+  await waitFor('containerd reconnected', 30_000, () => sn.list().then(() => true, () => undefined));
+  const mounts = await sn.prepare('rootfs-3', chainId, { 'containerd.io/gc.root': 'test' });
+  const m = mounts[0]!;
+  await execFileAsync('mount', ['-t', m.type, m.source, '-o', m.options.join(','), rootfs]);
+  try {
+    assert.ok((await readFile(join(rootfs, 'bin', 'busybox'))).equals(readFileSync('/bin/busybox')));
+  } finally {
+    await execFileAsync('umount', [rootfs]);
+    await sn.remove('rootfs-3');
+  }
   assert.equal(await metric('stargz_ipfs_fetched_bytes_total'), afterRestore, 'no IPFS bytes for data already in the chunk cache');
   assert.ok((await metric('stargz_ipfs_cache_hits_total')) > 0);
 });
@@ -142,3 +181,34 @@ test('a layer that is not eStargz falls back to a normal snapshot', async () => 
   assert.equal(await metric('stargz_ipfs_remote_snapshot_fallbacks_total{reason="NOT_ESTARGZ"}'), 1);
   await sn.remove('extract-2 fallback');
 });
+
+test('[fuse_manager] enable: SIGTERM leaves the layers mounted for the next start; SIGINT unmounts them and stops the layer server', async () => {
+  await daemon.stop('SIGTERM');
+  assert.equal(mountsUnder(daemon.root).filter((m) => m.endsWith('/fs')).length, 0, 'without fuse_manager, SIGTERM unmounts');
+  const fmSocket = join(scratch, 'fm', 'fuse-manager.sock');
+  const config = `${daemonConfig}[fuse_manager]\nenable = true\naddress = "${fmSocket}"\n`;
+  daemon = await startDaemon(scratch, { config, env: { IPFS_PATH: kubo.ipfsPath }, logName: 'daemon-fm-1.log' });
+  assert.match(daemon.log(), /"started layer server"/);
+  await waitFor('containerd reconnected', 30_000, () => sn.list().then(() => true, () => undefined));
+  const [mp] = mountsUnder(daemon.root).filter((m) => m.endsWith('/fs'));
+  assert.ok(mp, 'the remote snapshot is mounted again');
+  await daemon.stop('SIGTERM');
+  assert.ok((await readFile(join(mp, 'bin', 'busybox'))).equals(readFileSync('/bin/busybox')), 'still served after SIGTERM');
+  daemon = await startDaemon(scratch, { config, env: { IPFS_PATH: kubo.ipfsPath }, logName: 'daemon-fm-2.log' });
+  assert.match(daemon.log(), /"adopted running layer server"/);
+  await daemon.stop('SIGINT');
+  assert.deepEqual(mountsUnder(daemon.root), [], 'SIGINT unmounts everything');
+  await assert.rejects(connectOnce(fmSocket), 'the layer server is gone');
+  daemon = await startDaemon(scratch, { config: daemonConfig, env: { IPFS_PATH: kubo.ipfsPath }, logName: 'daemon-4.log' });
+});
+
+function connectOnce(path: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const s = createConnection(path);
+    s.once('connect', () => {
+      s.destroy();
+      resolve();
+    });
+    s.once('error', reject);
+  });
+}

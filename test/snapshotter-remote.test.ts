@@ -35,7 +35,7 @@ after(() => destroyScratch(scratch));
 
 /** Test double: `test.behaviour` label = ok (default) | fail | hang | late. */
 class FakeRemoteLayers implements RemoteLayers {
-  readonly mounted = new Map<string, Readonly<Record<string, string>>>();
+  readonly served = new Map<string, Readonly<Record<string, string>>>();
   readonly unavailable = new Set<string>();
   readonly calls: string[] = [];
   failAll = false;
@@ -50,13 +50,17 @@ class FakeRemoteLayers implements RemoteLayers {
     }
     await run('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mountpoint]);
     writeFileSync(join(mountpoint, `layer-${labels['containerd.io/snapshot.ref'] ?? 'x'}`), JSON.stringify(labels));
-    this.mounted.set(mountpoint, labels);
+    this.served.set(mountpoint, labels);
   }
 
   async check(mountpoint: string): Promise<void> {
     this.calls.push(`check ${mountpoint}`);
-    if (!this.mounted.has(mountpoint)) throw new SgError('NOT_FOUND', 'layer not registered', { mountpoint });
+    if (!this.served.has(mountpoint)) throw new SgError('NOT_FOUND', 'layer not registered', { mountpoint });
     if (this.unavailable.has(mountpoint)) throw new SgError('UNAVAILABLE', 'IPFS node unreachable', { mountpoint });
+  }
+
+  mounted(mountpoint: string): boolean {
+    return this.served.has(mountpoint);
   }
 
   /** Its tmpfs mounts are served by the kernel, so a stat is safe: nothing to report. */
@@ -66,7 +70,7 @@ class FakeRemoteLayers implements RemoteLayers {
 
   async unmount(mountpoint: string): Promise<void> {
     this.calls.push(`unmount ${mountpoint}`);
-    if (!this.mounted.delete(mountpoint)) throw new SgError('NOT_FOUND', 'layer not registered', { mountpoint });
+    if (!this.served.delete(mountpoint)) throw new SgError('NOT_FOUND', 'layer not registered', { mountpoint });
     await run('umount', [mountpoint]);
   }
 }
@@ -131,7 +135,7 @@ test('remote layer: Prepare answers AlreadyExists and containerd finds it by ref
     // A container on top: overlay of both layers, nearest first, readable through the kernel.
     const mounts = await sn.prepare('default/3/ctr', 'sha256:c2');
     const lower = mounts[0]!.options.find((o) => o.startsWith('lowerdir='))!.slice('lowerdir='.length).split(':');
-    assert.deepEqual(lower, [...remote.mounted.keys()].reverse());
+    assert.deepEqual(lower, [...remote.served.keys()].reverse());
     const target = join(dir, 'rootfs');
     mkdirSync(target);
     await run('mount', ['-t', 'overlay', '-o', mounts[0]!.options.join(','), 'overlay', target]);
@@ -145,7 +149,7 @@ test('remote layer: Prepare answers AlreadyExists and containerd finds it by ref
     sn.close();
     await daemon.stop();
   }
-  assert.equal(remote.mounted.size, 0, 'stop unmounts the remote layers');
+  assert.equal(remote.served.size, 0, 'stop unmounts the remote layers');
   assert.deepEqual(mountsUnder(dir), []);
 });
 
@@ -157,7 +161,7 @@ test('an unavailable remote layer makes Prepare, View and Mounts on top of it fa
   try {
     await assert.rejects(sn.prepare('k1', '', layerLabels('c1')), code(grpc.status.ALREADY_EXISTS));
     await sn.prepare('ctr', 'sha256:c1');
-    const [mp] = remote.mounted.keys();
+    const [mp] = remote.served.keys();
     remote.unavailable.add(mp!);
     await assert.rejects(sn.mounts('ctr'), (err: grpc.ServiceError) => err.code === grpc.status.UNAVAILABLE && /unavailable/.test(err.details));
     await assert.rejects(sn.prepare('ctr2', 'sha256:c1'), code(grpc.status.UNAVAILABLE));
@@ -194,7 +198,7 @@ test('a layer that cannot be mounted falls back to a normal snapshot and says wh
     assert.ok(Date.now() - t0 < 5000);
     await sn.prepare('k-late', '', layerLabels('l1', { 'test.behaviour': 'late' }));
     await waitUntil(() => remote.calls.some((c) => c.startsWith('unmount')));
-    assert.equal(remote.mounted.size, 0, 'the late mount was unmounted');
+    assert.equal(remote.served.size, 0, 'the late mount was unmounted');
     assert.deepEqual(cap.records().filter((r) => r['remote-snapshot-prepared'] === 'false').map((r) => r.reason), ['NOT_ESTARGZ', 'TIMEOUT', 'TIMEOUT']);
   } finally {
     await sn.close();
@@ -210,10 +214,10 @@ test('Remove and Cleanup unmount the layer before deleting its directory', async
     await assert.rejects(sn.prepare('k1', '', layerLabels('c1')), /already exists/);
     await assert.rejects(sn.prepare('k2', 'sha256:c1', layerLabels('c2')), /already exists/);
     await assert.rejects(sn.remove('sha256:c1'), /child/);
-    assert.equal(remote.mounted.size, 2, 'a refused remove unmounts nothing');
+    assert.equal(remote.served.size, 2, 'a refused remove unmounts nothing');
     await sn.remove('sha256:c2');
     await sn.remove('sha256:c1');
-    assert.equal(remote.mounted.size, 0);
+    assert.equal(remote.served.size, 0);
     assert.deepEqual(readdirSync(snapshots), []);
     assert.deepEqual(mountsUnder(dir), []);
 
@@ -242,21 +246,21 @@ test('restart: stale mounts detached, remote snapshots mounted again from stored
   let sn = await Snapshotter.open({ root: dir, log: captureLog().log, remote });
   await assert.rejects(sn.prepare('k1', '', layerLabels('c1')), /already exists/);
   await assert.rejects(sn.prepare('k2', 'sha256:c1', layerLabels('c2')), /already exists/);
-  const stored = [...remote.mounted.values()].map((l) => ({ ...l, 'containerd.io/snapshot/remote': 'remote snapshot' }));
+  const stored = [...remote.served.values()].map((l) => ({ ...l, 'containerd.io/snapshot/remote': 'remote snapshot' }));
   // As after kill -9: the mounts stay, the process that served them is gone.
-  remote.mounted.clear();
+  remote.served.clear();
   assert.equal(mountsUnder(join(dir, 'snapshotter')).length, 2);
 
   const again = new FakeRemoteLayers();
   sn = await Snapshotter.open({ root: dir, log: captureLog().log, remote: again });
   try {
     assert.equal(mountsUnder(join(dir, 'snapshotter')).length, 2, 'the old mounts replaced by new ones, not stacked');
-    assert.deepEqual([...again.mounted.values()], stored, 'mounted with the labels stored at commit');
+    assert.deepEqual([...again.served.values()], stored, 'mounted with the labels stored at commit');
     assert.deepEqual(again.calls.filter((c) => c.startsWith('mount')).length, 2);
   } finally {
     await sn.close();
   }
-  assert.equal(again.mounted.size, 0, 'close unmounted them');
+  assert.equal(again.served.size, 0, 'close unmounted them');
   assert.deepEqual(mountsUnder(dir), []);
 
   const failing = new FakeRemoteLayers();

@@ -6,7 +6,8 @@
 import './threadpool.js';
 import { mkdir } from 'node:fs/promises';
 import { startDaemon } from '../service/daemon.js';
-import { startIpfsLayers } from './remote-layers.js';
+import { join } from 'node:path';
+import { startLayerServer } from '../layer-server/start.js';
 import { loadConfigForCommand } from './config-arg.js';
 import { createLogger, isLevel, LEVELS } from '../log/logger.js';
 import { errorMessage } from '../errors.js';
@@ -45,23 +46,54 @@ async function main(): Promise<number> {
   log.debug('config loaded', { file: loaded.file ?? '(defaults)', config: loaded.config });
 
   await mkdir(flags.root, { recursive: true, mode: 0o700 });
-  const ipfs = loaded.config.ipfs ? await startIpfsLayers(loaded.config, flags.root, log) : undefined;
-  const daemon = await startDaemon({ config: loaded.config, root: flags.root, address: flags.address, log, remote: ipfs?.layers });
-  log.info('daemon started', { version: VERSION, address: flags.address, root: flags.root });
+  const { config } = loaded;
+  // Remote layers are served by a layer server in a process of its own, so that a daemon
+  // killed or crashed leaves the mounts under running containers working; the next start
+  // adopts them. [fuse_manager] enable only changes what a graceful stop does (below).
+  const layerServer = config.ipfs
+    ? (
+        await startLayerServer({
+          socket: config.fuse_manager.enable ? config.fuse_manager.address : join(flags.root, 'layer-server.sock'),
+          root: flags.root,
+          configPath: flags.config,
+          logLevel: level,
+          log,
+        })
+      ).client
+    : undefined;
+  let daemon;
+  try {
+    daemon = await startDaemon({ config, root: flags.root, address: flags.address, log, remote: layerServer, moreMetrics: layerServer && (() => layerServer.metrics()) });
+  } catch (err) {
+    layerServer?.close();
+    throw err;
+  }
+  log.info('daemon started', { version: VERSION, address: flags.address, root: flags.root, layerServer: layerServer?.pid });
 
-  // SIGINT and SIGTERM both stop gracefully (upstream without its FUSE manager does the
-  // same); a second signal while stopping exits at once.
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+  // SIGINT and SIGTERM both stop gracefully and unmount every remote layer (upstream
+  // without its FUSE manager does the same). With [fuse_manager] enable, SIGTERM leaves
+  // the layers mounted by the layer server, as upstream's FUSE manager mode does. A
+  // second signal while stopping exits at once.
+  const stopped = await new Promise<NodeJS.Signals | 'layer server lost'>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
+    void layerServer?.lost.then(() => resolve('layer server lost'));
   });
-  log.info('stopping', { signal });
+  if (stopped === 'layer server lost') {
+    // Its mounts are gone with it; a restart (systemd Restart=always) mounts them again.
+    log.fatal('the layer server exited; stopping so that a restart mounts the remote snapshots again');
+    await daemon.stop({ keepRemoteMounts: true });
+    return 1;
+  }
+  log.info('stopping', { signal: stopped });
   const force = () => process.exit(1);
   process.once('SIGINT', force);
   process.once('SIGTERM', force);
-  await daemon.stop();
-  await ipfs?.close();
-  log.info('stopped');
+  const keep = stopped === 'SIGTERM' && config.fuse_manager.enable;
+  await daemon.stop({ keepRemoteMounts: keep });
+  if (keep) layerServer?.close();
+  else await layerServer?.shutdown();
+  log.info('stopped', { layersKeptMounted: keep });
   return 0;
 }
 

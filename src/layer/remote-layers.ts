@@ -102,6 +102,15 @@ export class LayerMounts implements RemoteLayers {
     if (!config.noprefetch) await waitAtMost(e.opened.prefetched, config.prefetch_timeout_sec * 1000);
   }
 
+  mounted(mountpoint: string): boolean {
+    return this.entries.has(mountpoint);
+  }
+
+  /** Every mountpoint served now. */
+  mountpoints(): string[] {
+    return [...this.entries.keys()];
+  }
+
   rootOwner(mountpoint: string): { uid: number; gid: number } | undefined {
     const root = this.entries.get(mountpoint)?.opened.estargz.model.root;
     return root && { uid: root.uid, gid: root.gid };

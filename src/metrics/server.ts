@@ -6,19 +6,24 @@ import { createServer, type Server } from 'node:http';
 import { once } from 'node:events';
 import { SgError } from '../errors.js';
 import { registry } from './metrics.js';
+import { mergeExpositions } from './merge.js';
 
 export interface MetricsServer {
   close(): Promise<void>;
 }
 
-export async function serveMetrics(address: string): Promise<MetricsServer> {
+/**
+ * `more` adds another process's exposition (the layer server's); when it fails, this
+ * process's own metrics are still served.
+ */
+export async function serveMetrics(address: string, more?: () => Promise<string>): Promise<MetricsServer> {
   const { host, port } = splitHostPort(address);
   const server: Server = createServer((req, res) => {
     if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
       res.writeHead(404).end('not found\n');
       return;
     }
-    registry.metrics().then(
+    exposition(more).then(
       (body) => res.writeHead(200, { 'content-type': registry.contentType }).end(body),
       (err: unknown) => res.writeHead(500).end(`${String(err)}\n`),
     );
@@ -31,6 +36,13 @@ export async function serveMetrics(address: string): Promise<MetricsServer> {
       server.closeAllConnections();
     }),
   };
+}
+
+async function exposition(more: (() => Promise<string>) | undefined): Promise<string> {
+  const own = await registry.metrics();
+  if (!more) return own;
+  const other = await more().catch(() => '');
+  return mergeExpositions(own, other);
 }
 
 /** `host:port`, `[v6]:port` or `:port` (all interfaces, as Go's net.Listen). */

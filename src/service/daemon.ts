@@ -24,11 +24,16 @@ export interface DaemonOptions {
   readonly log: Logger;
   /** The layer filesystem for remote snapshots; leave out when IPFS mode is off. */
   readonly remote?: RemoteLayers;
+  /** Prometheus text of another process of this daemon (its layer server), merged in. */
+  readonly moreMetrics?: () => Promise<string>;
 }
 
 export interface Daemon {
-  /** Graceful stop: drain RPCs, unmount remote layers, close the store. Idempotent. */
-  stop(): Promise<void>;
+  /**
+   * Graceful stop: drain RPCs, unmount remote layers (unless `keepRemoteMounts`: a layer
+   * server outside this process goes on serving them), close the store. Idempotent.
+   */
+  stop(opts?: { keepRemoteMounts?: boolean }): Promise<void>;
 }
 
 /** In-flight RPCs get this long to finish at stop. */
@@ -46,7 +51,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const server = new grpc.Server();
   try {
     if (config.metrics_address !== '' && !config.no_prometheus) {
-      metrics = await serveMetrics(config.metrics_address);
+      metrics = await serveMetrics(config.metrics_address, opts.moreMetrics);
       log.info('serving metrics', { address: config.metrics_address });
     }
     server.addService(snapshotsService, snapshotsHandlers(snapshotter, log.child({ component: 'service' })));
@@ -62,12 +67,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
 
   let stopping: Promise<void> | undefined;
   return {
-    stop: () =>
+    stop: (stopOpts = {}) =>
       (stopping ??= (async () => {
         await sdNotify('STOPPING=1', log);
         await shutdown(server, DRAIN_MS);
         await metrics?.close();
-        await snapshotter.close();
+        await snapshotter.close(stopOpts);
       })()),
   };
 }

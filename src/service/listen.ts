@@ -30,7 +30,8 @@ export function shutdown(server: grpc.Server, graceMs: number): Promise<void> {
   });
 }
 
-async function removeStaleSocket(address: string): Promise<void> {
+/** Removes a socket file nobody answers on; refuses one that a live process serves. */
+export async function removeStaleSocket(address: string): Promise<void> {
   let st;
   try {
     st = await lstat(address);

@@ -17,6 +17,8 @@ export interface RemoteLayers {
   mount(mountpoint: string, labels: Readonly<Record<string, string>>, signal: AbortSignal): Promise<void>;
   /** Availability check before mounts are handed out; rejects when the layer is unavailable. */
   check(mountpoint: string, labels: Readonly<Record<string, string>>): Promise<void>;
+  /** A layer is mounted at `mountpoint` now (one a previous daemon run left served counts). */
+  mounted(mountpoint: string): boolean;
   /**
    * Owner of the layer root mounted at `mountpoint`, or undefined when none is mounted
    * there. Lets the snapshotter avoid a synchronous stat of a mount this process serves.

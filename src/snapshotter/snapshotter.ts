@@ -159,11 +159,12 @@ export class Snapshotter {
   /**
    * Graceful stop: unmounts the remote layers (the chunk cache persists, so the next
    * start mounts them again cheaply) and closes the store. Snapshot directories stay.
+   * `keepRemoteMounts` leaves the layers mounted, for a layer server that outlives us.
    */
-  async close(): Promise<void> {
+  async close(opts: { keepRemoteMounts?: boolean } = {}): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.remote) {
+    if (this.remote && !opts.keepRemoteMounts) {
       for (const { id } of this.store.walk(REMOTE)) {
         const mp = fsDir(this.snapshotsDir, id);
         await this.remote.unmount(mp).catch((err: unknown) => this.log.warn('failed to unmount remote snapshot', { mountpoint: mp, error: err }));
@@ -287,6 +288,8 @@ export class Snapshotter {
 
   private async detachStaleMounts(): Promise<void> {
     for (const mp of await mountsBelow(this.snapshotsDir)) {
+      // Served by a layer server that outlived the previous run: adopted, not stale.
+      if (this.remote?.mounted(mp)) continue;
       this.log.info('detaching stale mount', { mountpoint: mp });
       await detach(mp);
     }
@@ -295,6 +298,10 @@ export class Snapshotter {
   private async restoreRemoteSnapshots(allowInvalid: boolean): Promise<void> {
     for (const { id, info } of this.store.walk(REMOTE)) {
       const mountpoint = fsDir(this.snapshotsDir, id);
+      if (this.remote?.mounted(mountpoint)) {
+        this.log.info('remote snapshot still mounted by the layer server', { name: info.name, mountpoint });
+        continue;
+      }
       await mkdir(join(this.snapshotsDir, id), { recursive: true, mode: 0o700 });
       await mkdir(mountpoint, { recursive: true, mode: 0o755 });
       try {
