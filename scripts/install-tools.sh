@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what stargz-ipfs, its tests, demo and benchmarks need on Debian 12, as root.
 # Idempotent: what is already present at the pinned version is kept.
-#   Debian: containerd (1.6) + runc, fuse3 + libfuse2 (fuse-native's prebuilt binary links
-#           libfuse.so.2 and unmounts with fusermount), busybox-static (test images), jq, curl,
+#   Debian: containerd (1.6) + runc, fuse3 (`fusermount`, the test harness's fallback for
+#           detaching mounts), busybox-static (test images), jq, curl,
 #           iproute2, golang-go + the estargz 0.12 Go sources (the reference eStargz tool).
 #   Kubo:   the IPFS node, built from the Go module proxy (Debian does not package it).
 #   containerd 2.2.9 (+ ctr, shim) and nerdctl 2.0.4 for the e2e compatibility tests, built
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 KUBO_VERSION=0.42.0
 CONTAINERD2_VERSION=2.2.9
 NERDCTL_VERSION=2.0.4
-APT_PACKAGES=(containerd runc fuse3 libfuse2 busybox-static jq curl iproute2 golang-go golang-github-containerd-stargz-snapshotter-dev)
+APT_PACKAGES=(containerd runc fuse3 busybox-static jq curl iproute2 golang-go golang-github-containerd-stargz-snapshotter-dev)
 
 log() { printf '[install] %s\n' "$*" >&2; }
 

@@ -21,14 +21,17 @@ const ERRNO: Record<ErrorCode, number> = {
 
 export const ENOENT = -2;
 export const EIO = -5;
-export const ENOTDIR = -20;
-export const EISDIR = -21;
+export const EBADF = -9;
 export const EINVAL = -22;
-export const ENODATA = -61;
 export const EROFS = -30;
+export const ERANGE = -34;
+export const ENOSYS = -38;
+export const ENODATA = -61;
+export const EPROTO = -71;
 
+/** A negative errno the kernel accepts (1..511); anything unknown is EIO. */
 export function toErrno(err: unknown): number {
   if (err instanceof SgError) return ERRNO[err.code];
   const errno = (err as { errno?: unknown }).errno;
-  return typeof errno === 'number' ? -Math.abs(errno) : EIO;
+  return typeof errno === 'number' && errno !== 0 && Math.abs(errno) < 512 ? -Math.abs(errno) : EIO;
 }
