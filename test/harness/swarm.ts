@@ -154,6 +154,20 @@ export class Swarm {
     });
   }
 
+  /**
+   * Waits until a libp2p ping from `a` gets an answer from `b`. After a link outage the old
+   * connection still counts as open while TCP backs off its retransmits for seconds, so
+   * `connected` says nothing about bytes; an answered ping shows they flow both ways again.
+   */
+  async answering(a: string, b: string, ms = 60_000): Promise<void> {
+    const from = this.node(a);
+    const to = this.node(b);
+    await waitFor(`${b} answers a ping from ${a}`, ms, () => {
+      from.cli(['ping', '--timeout=3s', '-n', '1', to.peerId]);
+      return true;
+    });
+  }
+
   /** Stops every Kubo and deletes every namespace. Safe to call twice; the scratch dir is the caller's. */
   async destroy(): Promise<void> {
     await Promise.allSettled([...this.nodes.values()].map((n) => n.stop()));
