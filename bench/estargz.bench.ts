@@ -50,7 +50,7 @@ if (!isMainThread && (workerData as Partial<ParseJob> | undefined)?.estargzTocBe
     const t0 = performance.now();
     const esgz = await openEstargz(source);
     times.push((performance.now() - t0) / 1000);
-    nodes = esgz.model.nodes.length;
+    nodes = esgz.model.nodeCount;
   }
   const timed = (times.length > 1 ? times.slice(1) : times).sort((a, b) => a - b);
   parentPort!.postMessage({ seconds: timed[Math.floor(timed.length / 2)]!, nodes });

@@ -94,7 +94,7 @@ async function seqAndRandom(scratch: string, kubo: KuboNode, procs: Set<ChildPro
   const built = await buildEstargz(tarPath, blobPath, { chunkSize: CHUNK });
   const cid = kubo.cli(['add', '-Q', '--cid-version=1', '--raw-leaves', '--pin', blobPath]).toString().trim();
   const layout = await openEstargz(new FileBlobSource(blobPath), { tocDigest: built.tocDigest });
-  const node = layout.model.nodes.find((n) => n.name === 'data.bin' || n.name === '/data.bin' || n.name === './data.bin');
+  const node = layout.model.lookup('data.bin');
   if (!node || node.chunks.length === 0) throw new Error('data.bin not found in the built layer');
   const first = node.chunks[0]!.offset;
   const rangeLen = node.chunks[node.chunks.length - 1]!.compressedEnd - first;

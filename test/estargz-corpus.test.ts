@@ -66,8 +66,12 @@ describe('estargz corpus: reader library', () => {
         if (want.sha256 !== null) assert.equal(sha256(await esgz.readFile(want.name as string)), want.sha256);
       }
       assert.equal(esgz.model.root.id, 1);
-      assert.equal(esgz.model.nodes.length, new Set(esgz.model.nodes).size);
-      esgz.model.nodes.forEach((n, i) => assert.equal(n.id, i + 1));
+      const nodes = [...esgz.model.nodes()];
+      assert.equal(nodes.length, esgz.model.nodeCount);
+      nodes.forEach((n, i) => {
+        assert.equal(n.id, i + 1);
+        assert.equal(esgz.model.lookup(n.name)?.id, n.id, `lookup of ${n.name} by its own name`);
+      });
     });
   }
 

@@ -52,7 +52,7 @@ async function makeBase(name: string, blob: Buffer): Promise<Base> {
   const tocTar = gunzipSync(blob.subarray(tocOffset, blob.length - 51));
   const json = tocTar.subarray(512, 512 + Number.parseInt(tocTar.toString('latin1', 124, 135), 8));
   const files = new Map<string, Buffer>();
-  for (const n of esgz.model.nodes) if (n.type === 'reg') files.set(n.name, await esgz.readFile(n.name));
+  for (const n of esgz.model.nodes()) if (n.type === 'reg') files.set(n.name, await esgz.readFile(n.name));
   return { name, blob, tocDigest: esgz.tocDigest, payload: blob.subarray(0, tocOffset), tocOffset, toc: JSON.parse(json.toString('utf8')), files };
 }
 
@@ -163,7 +163,7 @@ async function runCase(base: Base, m: Mutation): Promise<string> {
     throw err;
   }
   let outcome = 'read:ok';
-  for (const node of esgz.model.nodes) {
+  for (const node of esgz.model.nodes()) {
     if (node.type !== 'reg') continue;
     let bytes: Buffer;
     try {

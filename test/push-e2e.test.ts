@@ -153,7 +153,7 @@ test('push converts every layer to eStargz and publishes a complete image', asyn
     diffIDs.push(sha256(tar));
     assert.equal(l.annotations?.[USIZE], String(tar.length));
     const esgz = await openEstargz(new IpfsBlobSource(l.cid, ipfs), { tocDigest: l.annotations?.[TOC] });
-    assert.ok(esgz.toc.entries.some((e) => e.name === '.no.prefetch.landmark'));
+    assert.ok((await esgz.readToc()).entries.some((e) => e.name === '.no.prefetch.landmark'));
     const file = join(scratch, `layer-${i}.blob`);
     writeFileSync(file, layers[i]!);
     const ref = await refList(file, l.annotations?.[TOC]);
@@ -161,7 +161,7 @@ test('push converts every layer to eStargz and publishes a complete image', asyn
   }
   assert.deepEqual(r.config.rootfs?.diff_ids, diffIDs);
   const big = await openEstargz(new IpfsBlobSource(r.layers[1]!.cid, ipfs));
-  assert.equal(big.toc.entries.find((e) => e.name === 'data/big.bin')?.chunks.length, 3, '4 MiB chunks');
+  assert.equal((await big.readToc()).entries.find((e) => e.name === 'data/big.bin')?.numChunks, 3, '4 MiB chunks');
 });
 
 test('the converted image is <ref>-esgz in containerd, survives GC, and runs with overlayfs', async () => {
@@ -242,7 +242,7 @@ test('prioritized files go first, followed by .prefetch.landmark', async () => {
   const { cid, stderr } = await pushOk(['--prioritized-files', list, oci.name]);
   assert.match(stderr, /prioritized files in no layer: not\/anywhere/);
   const r = await resolveImage(ipfs, cid, { platform: parsePlatform('linux/amd64')! });
-  const names = async (i: number) => (await openEstargz(new IpfsBlobSource(r.layers[i]!.cid, ipfs))).toc.entries.map((e) => e.name);
+  const names = async (i: number) => (await (await openEstargz(new IpfsBlobSource(r.layers[i]!.cid, ipfs))).readToc()).entries.map((e) => e.name);
   const first = await names(1);
   assert.ok(first.indexOf('data/hello.txt') < first.indexOf('.prefetch.landmark'));
   assert.ok(first.indexOf('.prefetch.landmark') < first.indexOf('data/big.bin'));

@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { errorMessage, SgError } from '../errors.js';
 import { CHUNK_DIGEST_MISMATCH } from '../estargz/chunk.js';
 import { FILE_DIGEST_MISMATCH, openEstargz, type Estargz } from '../estargz/reader.js';
-import type { TocEntry } from '../estargz/toc.js';
+import type { Toc, TocEntry } from '../estargz/toc.js';
 import { buildEstargz } from '../estargz/writer.js';
 import { FileBlobSource } from '../source/file-source.js';
 import type { BlobSource } from '../source/blob-source.js';
@@ -62,6 +62,7 @@ async function list(args: string[]): Promise<number> {
     const esgz = await openEstargz(source).catch((err: unknown) => {
       throw new ListFailure(err instanceof SgError && err.code === 'NOT_ESTARGZ' ? 'footer' : 'open', err);
     });
+    const toc = await esgz.readToc();
     out({
       kind: 'blob',
       blobSize: esgz.blobSize,
@@ -69,15 +70,15 @@ async function list(args: string[]): Promise<number> {
       footerSize: esgz.footer.footerSize,
       tocOffset: esgz.footer.tocOffset,
       tocDigest: esgz.tocDigest,
-      tocVersion: esgz.toc.version,
-      numTocEntries: esgz.toc.numTocEntries,
-      numEntries: esgz.toc.entries.length,
+      tocVersion: toc.version,
+      numTocEntries: toc.numTocEntries,
+      numEntries: toc.entries.length,
     });
     const want = values['toc-digest'];
     if (want !== undefined && want !== esgz.tocDigest) {
       throw new ListFailure('verifyTOC', new SgError('TOC_DIGEST_MISMATCH', 'TOC digest does not match', { expected: want, actual: esgz.tocDigest }));
     }
-    for (const e of esgz.toc.entries) out(await entryLine(esgz, e));
+    for (const e of toc.entries) out(await entryLine(esgz, toc, e));
     return 0;
   } catch (err) {
     const failure = err instanceof ListFailure ? err : new ListFailure('open', err);
@@ -88,7 +89,7 @@ async function list(args: string[]): Promise<number> {
   }
 }
 
-async function entryLine(esgz: Estargz, e: TocEntry): Promise<object> {
+async function entryLine(esgz: Estargz, toc: Toc, e: TocEntry): Promise<object> {
   const node = esgz.model.lookup(e.name)!;
   let sha256: string | null = null;
   if (node.type === 'reg' && (e.type === 'reg' || e.type === 'hardlink')) {
@@ -119,8 +120,8 @@ async function entryLine(esgz: Estargz, e: TocEntry): Promise<object> {
     xattrs: Object.fromEntries([...e.xattrs].map(([k, v]) => [k, v.toString('base64')])),
     digest: e.digest,
     numLink: node.numLink,
-    numChunks: e.chunks.length,
-    chunks: e.chunks.map((c) => ({
+    numChunks: e.numChunks,
+    chunks: (e.numChunks > 0 ? toc.chunks.fileChunks(e.firstChunk) : []).map((c) => ({
       offset: c.offset,
       nextOffset: c.nextOffset,
       chunkOffset: c.chunkOffset,
@@ -145,7 +146,7 @@ async function verify(args: string[]): Promise<number> {
   let files = 0;
   let chunks = 0;
   let bytes = 0;
-  for (const node of esgz.model.nodes) {
+  for (const node of esgz.model.nodes()) {
     if (node.type !== 'reg') continue;
     files++;
     for await (const part of esgz.fileChunks(node.name)) {

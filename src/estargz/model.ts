@@ -12,10 +12,15 @@
  *
  * Rejected as HOSTILE_TOC: duplicate names, a non-directory root or parent, hardlinks to
  * missing entries, to directories or in cycles.
+ *
+ * The model keeps no TOC entry: it is built into columns (draft.ts, node-table.ts) and
+ * hands out nodes as views, so that a process can hold many 100k-entry layers.
  */
 import { SgError } from '../errors.js';
+import type { ChunkFlags, ChunkTable } from './chunk-table.js';
+import { DraftTree, NO_ROLE } from './draft.js';
 import { baseName, cleanName, climbsAboveRoot, NO_PREFETCH_LANDMARK, OPAQUE_MARKER, parentName, PREFETCH_LANDMARK, WHITEOUT_PREFIX } from './names.js';
-import { parseModtime } from './modtime.js';
+import { NO_CHUNKS, NODE_ROLES, TableModel } from './node-table.js';
 import type { TarTime } from './tar.js';
 import type { Chunk, Toc, TocEntry } from './toc.js';
 
@@ -24,6 +29,7 @@ export type NodeType = 'dir' | 'reg' | 'symlink' | 'char' | 'block' | 'fifo';
 /** What a name means to overlayfs or to prefetch, beyond its file type. */
 export type NodeRole = 'whiteout' | 'opaque-marker' | 'prefetch-landmark' | 'no-prefetch-landmark';
 
+/** A node as seen at one moment: made on demand, not kept by the model (compare ids, not objects). */
 export interface LayerNode {
   /** Depth-first from 1 (root). */
   readonly id: number;
@@ -50,8 +56,6 @@ export interface LayerNode {
   readonly digest: string;
   /** `reg` data in file order; empty for empty files and non-files. */
   readonly chunks: readonly Chunk[];
-  /** Directories: base name → node (hardlinks appear under each of their names). */
-  readonly children: ReadonlyMap<string, LayerNode> | undefined;
   /** A directory synthesised because the TOC only named things below it. */
   readonly implicit: boolean;
   readonly role: NodeRole | undefined;
@@ -59,235 +63,169 @@ export interface LayerNode {
   readonly opaque: boolean;
   /** TOC index of the defining entry; -1 for implicit directories. */
   readonly tocIndex: number;
+  /** Directories: the node under a base name (hardlinks appear under each of their names). */
+  child(base: string): LayerNode | undefined;
+  /** Directories: base names and nodes in name order; nothing for other types. */
+  children(): IterableIterator<readonly [string, LayerNode]>;
 }
 
 export interface LayerModel {
   readonly root: LayerNode;
-  /** `nodes[id - 1]`. */
-  readonly nodes: readonly LayerNode[];
+  /** Ids run 1..nodeCount. */
+  readonly nodeCount: number;
+  node(id: number): LayerNode;
+  /** Every node once, by id. */
+  nodes(): IterableIterator<LayerNode>;
   /** Any name form (`./a/`, `/a`, `a`); hardlinks resolve to their target's node. */
   lookup(name: string): LayerNode | undefined;
+  /** Every chunk of the layer in TOC order, which is blob order. */
+  readonly chunks: ChunkTable;
   /** Blob offset up to which to prefetch (payload of the root `.prefetch.landmark`), if any. */
   readonly prefetchEnd: number | undefined;
   /** The root holds `.no.prefetch.landmark`. */
   readonly noPrefetch: boolean;
 }
 
+const ROLE: Record<NodeRole, number> = {
+  whiteout: NODE_ROLES.indexOf('whiteout'),
+  'opaque-marker': NODE_ROLES.indexOf('opaque-marker'),
+  'prefetch-landmark': NODE_ROLES.indexOf('prefetch-landmark'),
+  'no-prefetch-landmark': NODE_ROLES.indexOf('no-prefetch-landmark'),
+};
+
 export function buildModel(toc: Toc): LayerModel {
-  // By clean name: nodes of non-hardlink entries (later also hardlink names → their
-  // target's node), and the hardlink entries themselves.
-  const nodes = new Map<string, Node>();
-  const links = new Map<string, TocEntry>();
-  const own: (Node | undefined)[] = new Array(toc.entries.length);
-  const uname = new Map<number, string>();
-  const gname = new Map<number, string>();
-  toc.entries.forEach((e, i) => {
-    if (nodes.has(e.name) || links.has(e.name)) throw hostile('duplicate entry name', e);
-    if (e.name === '' && e.type !== 'dir') throw hostile('root entry is not a directory', e);
-    if (e.userName) uname.set(e.uid, e.userName);
-    if (e.groupName) gname.set(e.gid, e.groupName);
-    if (e.type === 'hardlink') links.set(e.name, e);
-    else nodes.set(e.name, (own[i] = new Node(e, false, uname.get(e.uid) ?? '', gname.get(e.gid) ?? '')));
-  });
-  const root = dirFor('', nodes, links);
-
-  // Entries of one directory usually follow each other: remember the last parent.
-  let lastParentName: string | undefined;
-  let lastParent = root;
-  toc.entries.forEach((e, i) => {
-    if (e.name === '') return;
-    const pname = parentName(e.name);
-    if (pname !== lastParentName) {
-      lastParent = dirFor(pname, nodes, links);
-      lastParentName = pname;
-    }
-    let node = own[i];
-    if (!node) {
-      node = resolveHardlink(e, nodes, links);
-      nodes.set(e.name, node);
-    }
-    node.numLink++;
-    addChild(lastParent, baseName(e.name), node);
-  });
-
-  const ordered = assignIds(root);
-  let prefetchEnd: number | undefined;
-  let noPrefetch = false;
-  for (const [base, child] of root.children!) {
-    if (child.type !== 'reg') continue;
-    if (base === PREFETCH_LANDMARK) {
-      child.role = 'prefetch-landmark';
-      prefetchEnd = child.chunks[0]?.offset;
-    } else if (base === NO_PREFETCH_LANDMARK) {
-      child.role = 'no-prefetch-landmark';
-      noPrefetch = true;
-    }
-  }
-  return {
-    root,
-    nodes: ordered,
-    lookup: (name) => nodes.get(cleanName(name)),
-    prefetchEnd,
-    noPrefetch,
-  };
+  const builder = new ModelBuilder();
+  for (const e of toc.entries) builder.add(e, toc.chunks);
+  return builder.finish(toc.chunks);
 }
 
 /**
- * A node reads its attributes from its TOC entry instead of copying them: the model of a
- * 100k-entry layer must stay small. The mtime is parsed on first use.
+ * Takes checked entries one at a time in TOC order (straight from the decoder, so that
+ * they need not all exist at once) and keeps only what their nodes need. A namespace
+ * error is reported by finish(): only once the whole TOC has passed its own checks.
  */
-class Node implements LayerNode {
-  id = 0;
-  numLink: number;
-  readonly children: Map<string, Node> | undefined;
-  role: NodeRole | undefined = undefined;
-  opaque = false;
-  private parsedMtime: TarTime | undefined;
+export class ModelBuilder {
+  private readonly tree = new DraftTree();
+  // By clean name: drafts of non-hardlink entries (later also hardlink names → their
+  // target's draft), and the hardlink entries themselves.
+  private readonly nodes = new Map<string, number>();
+  private readonly links = new Map<string, TocEntry>();
+  /** Every entry in TOC order: its own draft, or the hardlink entry. */
+  private readonly order: (number | TocEntry)[] = [];
+  private readonly uname = new Map<number, string>();
+  private readonly gname = new Map<number, string>();
+  private failure: SgError | undefined;
 
-  constructor(
-    private readonly entry: TocEntry,
-    readonly implicit: boolean,
-    readonly userName: string,
-    readonly groupName: string,
-  ) {
-    // An explicit directory starts with its own "." (its name adds one more); an implicit
-    // one also counts the name in its parent, which no TOC entry will add.
-    this.numLink = entry.type !== 'dir' ? 0 : implicit ? 2 : 1;
-    this.children = entry.type === 'dir' ? new Map() : undefined;
-  }
-
-  get name(): string {
-    return this.entry.name;
-  }
-  get type(): NodeType {
-    return this.entry.type as NodeType;
-  }
-  get mode(): number {
-    return this.entry.mode;
-  }
-  get uid(): number {
-    return this.entry.uid;
-  }
-  get gid(): number {
-    return this.entry.gid;
-  }
-  get mtime(): TarTime {
-    return (this.parsedMtime ??= parseModtime(this.entry.modtime));
-  }
-  get size(): number {
-    return this.entry.size;
-  }
-  get linkName(): string {
-    return this.entry.type === 'symlink' ? this.entry.linkName : '';
-  }
-  get devMajor(): number {
-    return this.entry.devMajor;
-  }
-  get devMinor(): number {
-    return this.entry.devMinor;
-  }
-  get xattrs(): ReadonlyMap<string, Buffer> {
-    return this.entry.xattrs;
-  }
-  get digest(): string {
-    return this.entry.digest;
-  }
-  get chunks(): readonly Chunk[] {
-    return this.entry.chunks;
-  }
-  get tocIndex(): number {
-    return this.entry.index;
-  }
-}
-
-/** The directory node for a clean name, creating it and its parents when the TOC has none. */
-function dirFor(name: string, nodes: Map<string, Node>, links: Map<string, TocEntry>): Node {
-  const found = nodes.get(name);
-  if (found) {
-    if (found.type !== 'dir') throw hostile('parent is not a directory', { name, index: found.tocIndex });
-    return found;
-  }
-  const link = links.get(name);
-  if (link) throw hostile('parent is a hardlink', link);
-  const dir = new Node(implicitDir(name), true, '', '');
-  nodes.set(name, dir);
-  if (name !== '') addChild(dirFor(parentName(name), nodes, links), baseName(name), dir);
-  return dir;
-}
-
-const NO_XATTRS: ReadonlyMap<string, Buffer> = new Map();
-
-function implicitDir(name: string): TocEntry {
-  return {
-    index: -1,
-    tocName: name,
-    name,
-    type: 'dir',
-    size: 0,
-    mode: 0o755,
-    uid: 0,
-    gid: 0,
-    userName: '',
-    groupName: '',
-    modtime: '',
-    linkName: '',
-    devMajor: 0,
-    devMinor: 0,
-    xattrs: NO_XATTRS,
-    digest: '',
-    chunks: [],
-  };
-}
-
-function addChild(dir: Node, base: string, child: Node): void {
-  if (child.type === 'dir') dir.numLink++; // the child's ".."
-  dir.children!.set(base, child);
-  if (base === OPAQUE_MARKER) {
-    dir.opaque = true;
-    if (child.role === undefined) child.role = 'opaque-marker';
-  } else if (base.startsWith(WHITEOUT_PREFIX) && child.role === undefined) {
-    child.role = 'whiteout';
-  }
-}
-
-/** Follows a hardlink chain to a non-link entry's node. */
-function resolveHardlink(e: TocEntry, nodes: Map<string, Node>, links: Map<string, TocEntry>): Node {
-  const seen = new Set<string>([e.name]);
-  let cur = e;
-  for (;;) {
-    if (climbsAboveRoot(cur.linkName)) throw hostile('hardlink target escapes the root', e, { linkName: cur.linkName });
-    const target = cleanName(cur.linkName);
-    const next = links.get(target);
-    if (!next) {
-      // A node that is not an implicit directory: the target entry itself.
-      const node = nodes.get(target);
-      if (!node || node.implicit) throw hostile('hardlink target does not exist', e, { linkName: cur.linkName });
-      if (node.type === 'dir') throw hostile('hardlink to a directory', e, { linkName: cur.linkName });
-      return node;
+  /** `chunks`: the chunks of `e` and the entries before it. */
+  add(e: TocEntry, chunks: ChunkFlags): void {
+    if (this.failure) return;
+    if (this.nodes.has(e.name) || this.links.has(e.name)) {
+      this.failure = hostile('duplicate entry name', e);
+      return;
     }
-    if (seen.has(next.name)) throw hostile('hardlink cycle', e, { linkName: cur.linkName });
-    seen.add(next.name);
-    cur = next;
+    if (e.name === '' && e.type !== 'dir') {
+      this.failure = hostile('root entry is not a directory', e);
+      return;
+    }
+    if (e.userName) this.uname.set(e.uid, e.userName);
+    if (e.groupName) this.gname.set(e.gid, e.groupName);
+    if (e.type === 'hardlink') {
+      this.links.set(e.name, e);
+      this.order.push(e);
+      return;
+    }
+    const d = this.tree.addEntry(e, this.uname.get(e.uid) ?? '', this.gname.get(e.gid) ?? '', chunks);
+    this.nodes.set(e.name, d);
+    this.order.push(d);
   }
-}
 
-/** Depth-first ids from 1, children in name order; a hardlinked node keeps its first id. */
-function assignIds(root: Node): Node[] {
-  const ordered: Node[] = [];
-  const stack: Node[] = [root];
-  while (stack.length > 0) {
-    const n = stack.pop()!;
-    if (n.id !== 0) continue;
-    n.id = ordered.length + 1;
-    ordered.push(n);
-    if (!n.children) continue;
-    const names = [...n.children.keys()].sort();
-    for (let i = names.length - 1; i >= 0; i--) {
-      const child = n.children.get(names[i]!)!;
-      if (child.id === 0) stack.push(child);
+  /** The model over the finished chunk table of the same entries. */
+  finish(chunks: ChunkTable): LayerModel {
+    if (this.failure) throw this.failure;
+    const { tree } = this;
+    const root = this.dirFor('');
+    // Entries of one directory usually follow each other: remember the last parent.
+    let lastParentName: string | undefined;
+    let lastParent = root;
+    for (const x of this.order) {
+      const own = typeof x === 'number';
+      const name = own ? tree.name(x) : x.name;
+      if (name === '') continue;
+      const pname = parentName(name);
+      if (pname !== lastParentName) {
+        lastParent = this.dirFor(pname);
+        lastParentName = pname;
+      }
+      const node = own ? x : this.resolveHardlink(x);
+      if (!own) this.nodes.set(name, node);
+      tree.countLink(node);
+      this.addChild(lastParent, baseName(name), node, !own);
+    }
+
+    const { ordered, byDir } = tree.assignIds(root);
+    let prefetchEnd: number | undefined;
+    let noPrefetch = false;
+    for (const { base, child } of tree.children(root, byDir)) {
+      if (tree.typeOf(child) !== 'reg') continue;
+      if (base === PREFETCH_LANDMARK) {
+        tree.setRole(child, ROLE['prefetch-landmark']);
+        const first = tree.firstChunkOf(child);
+        prefetchEnd = first !== NO_CHUNKS ? chunks.offset(first) : undefined;
+      } else if (base === NO_PREFETCH_LANDMARK) {
+        tree.setRole(child, ROLE['no-prefetch-landmark']);
+        noPrefetch = true;
+      }
+    }
+    return new TableModel(tree.columns(ordered, byDir, chunks, prefetchEnd, noPrefetch));
+  }
+
+  /** The directory draft for a clean name, creating it and its parents when the TOC has none. */
+  private dirFor(name: string): number {
+    const found = this.nodes.get(name);
+    if (found !== undefined) {
+      if (this.tree.typeOf(found) !== 'dir') throw hostile('parent is not a directory', { name, index: this.tree.tocIndexOf(found) });
+      return found;
+    }
+    const link = this.links.get(name);
+    if (link) throw hostile('parent is a hardlink', link);
+    const dir = this.tree.addImplicitDir(name);
+    this.nodes.set(name, dir);
+    if (name !== '') this.addChild(this.dirFor(parentName(name)), baseName(name), dir, false);
+    return dir;
+  }
+
+  private addChild(dir: number, base: string, child: number, alias: boolean): void {
+    const { tree } = this;
+    if (tree.typeOf(child) === 'dir') tree.countLink(dir); // the child's ".."
+    tree.addEdge(dir, base, child, alias);
+    if (base === OPAQUE_MARKER) {
+      tree.setOpaque(dir);
+      if (tree.roleOf(child) === NO_ROLE) tree.setRole(child, ROLE['opaque-marker']);
+    } else if (base.startsWith(WHITEOUT_PREFIX) && tree.roleOf(child) === NO_ROLE) {
+      tree.setRole(child, ROLE.whiteout);
     }
   }
-  return ordered;
+
+  /** Follows a hardlink chain to a non-link entry's draft. */
+  private resolveHardlink(e: TocEntry): number {
+    const seen = new Set<string>([e.name]);
+    let cur = e;
+    for (;;) {
+      if (climbsAboveRoot(cur.linkName)) throw hostile('hardlink target escapes the root', e, { linkName: cur.linkName });
+      const target = cleanName(cur.linkName);
+      const next = this.links.get(target);
+      if (!next) {
+        // A draft that is not an implicit directory: the target entry itself.
+        const node = this.nodes.get(target);
+        if (node === undefined || this.tree.isImplicit(node)) throw hostile('hardlink target does not exist', e, { linkName: cur.linkName });
+        if (this.tree.typeOf(node) === 'dir') throw hostile('hardlink to a directory', e, { linkName: cur.linkName });
+        return node;
+      }
+      if (seen.has(next.name)) throw hostile('hardlink cycle', e, { linkName: cur.linkName });
+      seen.add(next.name);
+      cur = next;
+    }
+  }
 }
 
 function hostile(message: string, e: Pick<TocEntry, 'name' | 'index'>, extra: Record<string, string> = {}): SgError {

@@ -1,18 +1,19 @@
 /**
  * Opening an eStargz blob through any BlobSource: footer → TOC (bounded gunzip, one tar
- * entry) → TOC digest check → checked entries → layer model. Reads after that are chunk
- * by chunk and always verified.
+ * entry, its JSON taken apart entry by entry as it is inflated) → TOC digest check →
+ * checked entries → layer model. Reads after that are chunk by chunk and always verified.
  */
 import { createHash } from 'node:crypto';
 import { SgError } from '../errors.js';
 import type { BlobSource } from '../source/blob-source.js';
 import { readChunk } from './chunk.js';
 import { FOOTER_SIZE, parseFooter, type Footer } from './footer.js';
-import { inflatePrefix } from './inflate.js';
-import { buildModel, type LayerModel } from './model.js';
+import { inflatePieces } from './inflate-pieces.js';
+import { ModelBuilder, type LayerModel } from './model.js';
 import { TOC_TAR_NAME } from './names.js';
 import { parseEntryAt } from './tar.js';
-import { decodeToc, type Chunk, type Toc } from './toc.js';
+import type { Chunk, EntrySink, Toc, TocBounds, TocEntry } from './toc.js';
+import { TocStream } from './toc-stream.js';
 
 export const DEFAULT_MAX_TOC_BYTES = 64 << 20;
 export const DEFAULT_MAX_ENTRIES = 1_000_000;
@@ -37,8 +38,12 @@ export interface Estargz {
   readonly footer: Footer;
   /** sha256 of the TOC JSON, `sha256:<hex>`. */
   readonly tocDigest: string;
-  readonly toc: Toc;
   readonly model: LayerModel;
+  /**
+   * The TOC entries, read and checked again: the model keeps none of them (a layer's
+   * entries would cost more memory than its model), so this is for tools, not for reads.
+   */
+  readToc(signal?: AbortSignal): Promise<Toc>;
   /** One verified chunk of the file `entry` (clean name, for errors). */
   readChunk(c: Chunk, entry: string, signal?: AbortSignal): Promise<Buffer>;
   /**
@@ -55,35 +60,49 @@ export const FILE_DIGEST_MISMATCH = 'file digest mismatch';
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
 
+/** Where a blob's TOC is and how big it may be. */
+interface TocPlace {
+  readonly source: BlobSource;
+  readonly footer: Footer;
+  readonly bounds: TocBounds;
+  readonly maxTocBytes: number;
+}
+
 export async function openEstargz(source: BlobSource, opts: OpenOptions = {}): Promise<Estargz> {
   const { signal } = opts;
   if (opts.tocDigest !== undefined && !DIGEST.test(opts.tocDigest)) {
     throw new SgError('INVALID_ARGUMENT', 'expected TOC digest is not sha256:<64 hex>', { tocDigest: opts.tocDigest });
   }
-  const maxTocBytes = opts.maxTocBytes ?? DEFAULT_MAX_TOC_BYTES;
   const blob = source.describe;
   const blobSize = await source.size(signal);
   const tailLength = Math.min(blobSize, FOOTER_SIZE);
   const footer = parseFooter(await source.readRange(blobSize - tailLength, tailLength, signal), blob);
-  const tocEnd = blobSize - footer.footerSize;
-  if (footer.tocOffset >= tocEnd) {
+  if (footer.tocOffset >= blobSize - footer.footerSize) {
     throw new SgError('CORRUPT', 'footer points past the TOC space', { blob, tocOffset: footer.tocOffset, blobSize });
   }
+  const place: TocPlace = {
+    source,
+    footer,
+    bounds: { blobSize, tocOffset: footer.tocOffset, maxEntries: opts.maxEntries ?? DEFAULT_MAX_ENTRIES },
+    maxTocBytes: opts.maxTocBytes ?? DEFAULT_MAX_TOC_BYTES,
+  };
+  // A model for every `entries` array in the JSON: JSON.parse would keep the last.
+  let builder: ModelBuilder | undefined;
+  const { tocDigest, read } = await loadToc(place, opts.tocDigest, () => {
+    const b = (builder = new ModelBuilder());
+    return (e, chunks) => b.add(e, chunks);
+  }, signal);
+  const model = withBlob(blob, () => builder!.finish(read.chunks));
+  return layerReader(place, tocDigest, model);
+}
 
-  const json = await readTocJson(source, footer.tocOffset, tocEnd, maxTocBytes, signal);
-  const tocDigest = 'sha256:' + createHash('sha256').update(json).digest('hex');
-  if (opts.tocDigest !== undefined && opts.tocDigest !== tocDigest) {
-    throw new SgError('TOC_DIGEST_MISMATCH', 'TOC digest does not match the expected digest', { blob, expected: opts.tocDigest, actual: tocDigest });
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(json.toString('utf8'));
-  } catch (err) {
-    throw new SgError('CORRUPT', 'TOC is not valid JSON', { blob, tocDigest }, { cause: err });
-  }
-  const toc = withBlob(blob, () => decodeToc(parsed, { blobSize, tocOffset: footer.tocOffset, maxEntries: opts.maxEntries ?? DEFAULT_MAX_ENTRIES }));
-  const model = withBlob(blob, () => buildModel(toc));
-
+/**
+ * The Estargz over an opened blob. Its closures are made here, apart from openEstargz,
+ * so that they cannot keep the TOC (or its JSON) alive.
+ */
+function layerReader(place: TocPlace, tocDigest: string, model: LayerModel): Estargz {
+  const { source, footer } = place;
+  const blob = source.describe;
   async function* fileChunks(name: string, sig?: AbortSignal): AsyncGenerator<Buffer> {
     const node = model.lookup(name);
     if (!node) throw new SgError('NOT_FOUND', 'no such entry', { blob, entry: name });
@@ -102,11 +121,18 @@ export async function openEstargz(source: BlobSource, opts: OpenOptions = {}): P
 
   return {
     source,
-    blobSize,
+    blobSize: place.bounds.blobSize,
     footer,
     tocDigest,
-    toc,
     model,
+    async readToc(sig) {
+      let entries: TocEntry[] = [];
+      const { read } = await loadToc(place, tocDigest, () => {
+        const list: TocEntry[] = (entries = []);
+        return (e) => list.push(e);
+      }, sig);
+      return { version: 1, numTocEntries: read.numTocEntries, entries, chunks: read.chunks };
+    },
     readChunk: (c, entry, sig) => readChunk(source, c, entry, sig),
     fileChunks,
     async readFile(name, sig) {
@@ -118,15 +144,34 @@ export async function openEstargz(source: BlobSource, opts: OpenOptions = {}): P
 }
 
 /**
- * The `stargz.index.json` bytes from the TOC member in [start, end): the blob is read
- * piece by piece and inflated only up to the JSON's end, never beyond `maxTocBytes`.
+ * The TOC member: its JSON's digest (checked against `expected`, if given) and its checked
+ * entries, handed to the sinks `startEntries` gives. The blob is read piece by piece and
+ * inflated only up to the JSON's end, never beyond `maxTocBytes`; the JSON is hashed and
+ * decoded as it comes.
  */
-async function readTocJson(source: BlobSource, start: number, end: number, maxTocBytes: number, signal?: AbortSignal): Promise<Buffer> {
+async function loadToc(
+  { source, footer, bounds, maxTocBytes }: TocPlace,
+  expected: string | undefined,
+  startEntries: () => EntrySink,
+  signal?: AbortSignal,
+): Promise<{ tocDigest: string; read: Pick<Toc, 'numTocEntries' | 'chunks'> }> {
   const blob = source.describe;
+  const start = footer.tocOffset;
+  const end = bounds.blobSize - footer.footerSize;
   const context = { blob, tocOffset: start };
+  // The next piece is on its way while this one inflates. One still in flight when the
+  // JSON has ended is not waited for, nor is its failure.
+  const fetch = (at: number) => {
+    const piece = source.readRange(at, Math.min(TOC_READ_PIECE, end - at), signal);
+    piece.catch(() => {});
+    return piece;
+  };
   async function* pieces(): AsyncGenerator<Uint8Array> {
+    let next = fetch(start);
     for (let at = start; at < end; at += TOC_READ_PIECE) {
-      yield await source.readRange(at, Math.min(TOC_READ_PIECE, end - at), signal);
+      const piece = await next;
+      if (at + TOC_READ_PIECE < end) next = fetch(at + TOC_READ_PIECE);
+      yield piece;
     }
   }
   let dataStart = 0;
@@ -148,8 +193,33 @@ async function readTocJson(source: BlobSource, start: number, end: number, maxTo
     dataStart = step.dataStart;
     return step.dataStart + step.header.size;
   };
-  const out = await inflatePrefix(pieces(), goal, TOC_HEADER_SLACK, context, signal);
-  return out.subarray(dataStart);
+  const hash = createHash('sha256');
+  const toc = new TocStream(bounds, startEntries);
+  let first = true;
+  await inflatePieces(
+    pieces(),
+    goal,
+    TOC_HEADER_SLACK,
+    context,
+    (piece) => {
+      // The first piece holds the whole tar header: the goal was known from it.
+      const json = first ? piece.subarray(dataStart) : piece;
+      first = false;
+      hash.update(json);
+      toc.push(json);
+    },
+    signal,
+  );
+  const tocDigest = 'sha256:' + hash.digest('hex');
+  if (expected !== undefined && expected !== tocDigest) {
+    throw new SgError('TOC_DIGEST_MISMATCH', 'TOC digest does not match the expected digest', { blob, expected, actual: tocDigest });
+  }
+  try {
+    return { tocDigest, read: withBlob(blob, () => toc.finish()) };
+  } catch (err) {
+    if (err instanceof SyntaxError) throw new SgError('CORRUPT', 'TOC is not valid JSON', { blob, tocDigest }, { cause: err });
+    throw err;
+  }
 }
 
 /** Adds the blob to errors thrown by pure TOC code that does not know it. */

@@ -4,16 +4,22 @@
  * rejected here (or in model.ts, for checks that need the whole namespace), each time
  * with HOSTILE_TOC naming the entry.
  *
- * `chunk` entries are folded into the chunk list of the `reg` entry before them; the
- * `reg` entry itself is the first chunk of a non-empty file.
+ * `chunk` entries are folded into the chunks of the `reg` entry before them; the `reg`
+ * entry itself is the first chunk of a non-empty file. All chunks go into one ChunkTable,
+ * which outlives the entries: a layer model keeps it, and nothing else of the TOC.
  */
 import { SgError } from '../errors.js';
+import { ChunkTableBuilder, type ChunkFlags, type ChunkTable } from './chunk-table.js';
 import { cleanName, climbsAboveRoot } from './names.js';
 
 export type TocEntryType = 'dir' | 'reg' | 'symlink' | 'hardlink' | 'char' | 'block' | 'fifo';
 
 /** One piece of a regular file's data and where its gzip member sits in the blob. */
 export interface Chunk {
+  /** Position among all chunks of the TOC, in TOC order (which is blob order). */
+  readonly index: number;
+  /** Index of the first chunk in the same gzip member (the chunk itself unless it has an innerOffset). */
+  readonly member: number;
   /** Blob offset of the gzip member holding the chunk. */
   readonly offset: number;
   /** Decompressed bytes to skip from `offset` before the chunk starts (TOC `innerOffset`, 0 if absent). */
@@ -34,7 +40,7 @@ export interface Chunk {
   readonly digest: string;
 }
 
-/** A non-`chunk` TOC entry, fields as stored except `name` (clean) and `chunks` (folded). */
+/** A non-`chunk` TOC entry, fields as stored except `name` (clean) and its chunks (folded). */
 export interface TocEntry {
   /** Position in the TOC `entries` array. */
   readonly index: number;
@@ -55,7 +61,9 @@ export interface TocEntry {
   readonly devMinor: number;
   readonly xattrs: ReadonlyMap<string, Buffer>;
   readonly digest: string;
-  readonly chunks: readonly Chunk[];
+  /** `reg` data: chunks [firstChunk, firstChunk + numChunks) of the TOC's ChunkTable. */
+  readonly firstChunk: number;
+  readonly numChunks: number;
 }
 
 export interface Toc {
@@ -63,6 +71,7 @@ export interface Toc {
   /** Raw entry count, `chunk` entries included. */
   readonly numTocEntries: number;
   readonly entries: readonly TocEntry[];
+  readonly chunks: ChunkTable;
 }
 
 export interface TocBounds {
@@ -77,6 +86,7 @@ export interface TocBounds {
 const MAX_INFLATE_RATIO = 1032;
 const MAX_ID = 0xffffffff;
 const MAX_SIZE = Number.MAX_SAFE_INTEGER;
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 const TYPES: ReadonlySet<string> = new Set(['dir', 'reg', 'symlink', 'hardlink', 'char', 'block', 'fifo', 'chunk']);
 const NO_XATTRS: ReadonlyMap<string, Buffer> = new Map();
@@ -86,33 +96,58 @@ type Raw = Record<string, unknown>;
 
 /** Checks a parsed TOC JSON value and returns its entries with chunks folded in. */
 export function decodeToc(json: unknown, bounds: TocBounds): Toc {
-  if (!isObject(json)) throw hostile('TOC is not a JSON object', {});
-  if (json.version !== 1) throw hostile('unsupported TOC version', { version: String(json.version) });
-  const raw = json.entries;
-  if (!Array.isArray(raw)) throw hostile('TOC has no entries array', {});
-  if (raw.length > bounds.maxEntries) {
-    throw new SgError('TOO_LARGE', 'TOC has too many entries', { entries: raw.length, maxEntries: bounds.maxEntries });
-  }
-
   const entries: TocEntry[] = [];
-  const data: Mutable<Chunk>[] = [];
-  // The regular file whose chunks are being collected, and how much of it they cover.
-  let file: Mutable<TocEntry> | undefined;
-  let covered = 0;
+  const { numTocEntries, chunks } = readTocEntries(json, bounds, (e) => entries.push(e));
+  return { version: 1, numTocEntries, entries, chunks };
+}
 
-  const closeFile = () => {
-    if (!file) return;
-    if (covered !== file.size) throw hostile('chunk sizes do not add up to the file size', { entry: file.name, size: file.size, covered });
-    const chunks = file.chunks as Mutable<Chunk>[];
-    for (const c of chunks) {
-      c.digest = c.chunkDigest || (chunks.length === 1 ? file.digest : '');
-      if (!c.digest) throw hostile('chunk has no digest to verify it against', { entry: file.name, chunkOffset: c.chunkOffset });
-    }
-    file = undefined;
-  };
+/** Takes each checked entry once its chunks are folded in, with the chunks so far. */
+export type EntrySink = (e: TocEntry, chunks: ChunkFlags) => void;
 
-  for (let index = 0; index < raw.length; index++) {
-    const e: unknown = raw[index];
+/**
+ * decodeToc for a consumer that keeps what it needs of each entry (a layer model): no
+ * entry is kept here.
+ */
+export function readTocEntries(json: unknown, bounds: TocBounds, onEntry: EntrySink): Pick<Toc, 'numTocEntries' | 'chunks'> {
+  if (!isObject(json)) throw hostile('TOC is not a JSON object', {});
+  const raw = json.entries;
+  checkTocHead(json.version, Array.isArray(raw) ? raw.length : undefined, bounds);
+  const decoder = new TocEntryDecoder(bounds, onEntry);
+  for (const e of raw as unknown[]) decoder.add(e);
+  return decoder.finish();
+}
+
+/** The checks of a TOC object before its entries: version, an entries array (`entries` undefined if none) and its length. */
+export function checkTocHead(version: unknown, entries: number | undefined, bounds: TocBounds): void {
+  if (version !== 1) throw hostile('unsupported TOC version', { version: String(version) });
+  if (entries === undefined) throw hostile('TOC has no entries array', {});
+  if (entries > bounds.maxEntries) {
+    throw new SgError('TOO_LARGE', 'TOC has too many entries', { entries, maxEntries: bounds.maxEntries });
+  }
+}
+
+/**
+ * The elements of a TOC's `entries`, checked one at a time in order; each entry goes to
+ * `onEntry` once the chunk entries after it are folded in. The checks that need every
+ * chunk come in finish().
+ */
+export class TocEntryDecoder {
+  private readonly chunks = new ChunkTableBuilder();
+  private count = 0;
+  /** The last entry, handed on when the next one starts. */
+  private last: TocEntry | undefined;
+  /** The regular file whose chunks are being collected, and how much of it they cover. */
+  private file: Mutable<TocEntry> | undefined;
+  private covered = 0;
+
+  constructor(
+    private readonly bounds: TocBounds,
+    private readonly onEntry: EntrySink,
+  ) {}
+
+  add(e: unknown): void {
+    const index = this.count++;
+    const { chunks } = this;
     if (!isObject(e)) throw hostile('TOC entry is not an object', { index });
     const type = str(e.type, 'type', e, index);
     if (!TYPES.has(type)) throw hostile('unknown entry type', { index, type: type.slice(0, 64) });
@@ -120,14 +155,11 @@ export function decodeToc(json: unknown, bounds: TocBounds): Toc {
     if (tocName.includes('\0')) throw hostile('entry name contains NUL', { index });
 
     if (type === 'chunk') {
-      if (!file) throw hostile('chunk entry without a regular file before it', { index, entry: tocName });
-      const c = dataChunk(e, index, file, covered);
-      (file.chunks as Chunk[]).push(c);
-      data.push(c);
-      covered += c.chunkSize;
-      continue;
+      if (!this.file) throw hostile('chunk entry without a regular file before it', { index, entry: tocName });
+      this.covered += addChunk(chunks, e, index, this.file, this.covered);
+      return;
     }
-    closeFile();
+    this.handOn();
 
     if (climbsAboveRoot(tocName)) throw hostile('entry name escapes the root', { index, entry: tocName });
     const entry: Mutable<TocEntry> = {
@@ -147,26 +179,47 @@ export function decodeToc(json: unknown, bounds: TocBounds): Toc {
       devMinor: int(e.devMinor, 'devMinor', MAX_ID, e, index),
       xattrs: xattrs(e.xattrs, e, index),
       digest: digest(e.digest, 'digest', e, index),
-      chunks: [],
+      firstChunk: chunks.count,
+      numChunks: 0,
     };
     if (entry.linkName.includes('\0')) throw hostile('link name contains NUL', { index, entry: entry.name });
     if ((type === 'symlink' || type === 'hardlink') && entry.linkName === '') throw hostile('link without a target', { index, entry: entry.name });
-    entries.push(entry);
+    this.last = entry;
     if (type === 'reg' && entry.size > 0) {
-      file = entry;
-      const first = dataChunk(e, index, entry, 0);
-      entry.chunks = [first];
-      data.push(first);
-      covered = first.chunkSize;
+      this.file = entry;
+      this.covered = addChunk(chunks, e, index, entry, 0);
     }
   }
-  closeFile();
-  placeChunks(data, bounds);
-  return { version: 1, numTocEntries: raw.length, entries };
+
+  finish(): Pick<Toc, 'numTocEntries' | 'chunks'> {
+    this.handOn();
+    const table = this.chunks.finish(this.bounds);
+    placeChunks(table, this.bounds);
+    return { numTocEntries: this.count, chunks: table };
+  }
+
+  private handOn(): void {
+    this.closeFile();
+    if (this.last) this.onEntry(this.last, this.chunks);
+    this.last = undefined;
+  }
+
+  private closeFile(): void {
+    const { file, chunks } = this;
+    if (!file) return;
+    if (this.covered !== file.size) throw hostile('chunk sizes do not add up to the file size', { entry: file.name, size: file.size, covered: this.covered });
+    file.numChunks = chunks.count - file.firstChunk;
+    for (let i = file.firstChunk, chunkOffset = 0; i < chunks.count; chunkOffset += chunks.size(i++)) {
+      if (chunks.hasDigest(i)) continue;
+      if (file.numChunks > 1 || file.digest === '') throw hostile('chunk has no digest to verify it against', { entry: file.name, chunkOffset });
+      chunks.useFileDigest(i, file.digest);
+    }
+    this.file = undefined;
+  }
 }
 
-/** A chunk from a `reg` (first chunk) or `chunk` entry, checked against its file. */
-function dataChunk(e: Raw, index: number, file: TocEntry, covered: number): Mutable<Chunk> {
+/** Adds a chunk from a `reg` (first chunk) or `chunk` entry, checked against its file; returns its size. */
+function addChunk(chunks: ChunkTableBuilder, e: Raw, index: number, file: TocEntry, covered: number): number {
   const chunkOffset = int(e.chunkOffset, 'chunkOffset', MAX_SIZE, e, index);
   if (chunkOffset !== covered) throw hostile('chunk does not start where the previous one ended', { index, entry: file.name, chunkOffset, expected: covered });
   const rawChunkSize = int(e.chunkSize, 'chunkSize', MAX_SIZE, e, index);
@@ -176,19 +229,18 @@ function dataChunk(e: Raw, index: number, file: TocEntry, covered: number): Muta
   }
   const offset = int(e.offset, 'offset', MAX_SIZE, e, index);
   if (offset === 0) throw hostile('file data without an offset', { index, entry: file.name, chunkOffset });
-  const chunkDigest = digest(e.chunkDigest, 'chunkDigest', e, index);
-  return {
+  // A one-chunk file's chunkDigest is usually its digest, checked already.
+  const chunkDigest = e.chunkDigest === file.digest && file.digest !== '' ? file.digest : digest(e.chunkDigest, 'chunkDigest', e, index);
+  chunks.add({
     offset,
     innerOffset: int(e.innerOffset, 'innerOffset', MAX_SIZE, e, index),
-    nextOffset: 0,
-    compressedEnd: 0,
-    chunkOffset,
     chunkSize,
-    rawChunkSize,
-    // One string for the common case of a one-chunk file whose two digests are equal.
-    chunkDigest: chunkDigest === file.digest ? file.digest : chunkDigest,
-    digest: '',
-  };
+    rawSizeOmitted: rawChunkSize === 0,
+    chunkDigest,
+    fileStart: chunkOffset === 0,
+    fileDigest: chunkDigest !== '' && chunkDigest === file.digest,
+  });
+  return chunkSize;
 }
 
 /**
@@ -196,29 +248,31 @@ function dataChunk(e: Raw, index: number, file: TocEntry, covered: number): Muta
  * the TOC; chunks sharing a member (innerOffset > 0) follow each other inside it. Then the
  * compressed range of each chunk, and whether that range could even inflate to the chunk.
  */
-function placeChunks(data: Mutable<Chunk>[], bounds: TocBounds): void {
-  let prev: Chunk | undefined;
-  for (const c of data) {
-    const ctx = () => ({ offset: c.offset, innerOffset: c.innerOffset, chunkOffset: c.chunkOffset, previous: prev?.offset ?? -1 });
-    if (c.offset >= bounds.tocOffset) throw hostile('chunk offset is not before the TOC', { ...ctx(), tocOffset: bounds.tocOffset });
-    if (prev && c.innerOffset === 0 && c.offset <= prev.offset) throw hostile('chunk offsets are not increasing', ctx());
-    if (prev && c.innerOffset > 0 && (c.offset !== prev.offset || c.innerOffset < prev.innerOffset + prev.chunkSize)) {
+function placeChunks(t: ChunkTable, bounds: TocBounds): void {
+  for (let i = 0; i < t.count; i++) {
+    const offset = t.offset(i);
+    const innerOffset = t.innerOffset(i);
+    const ctx = () => ({ offset, innerOffset, chunkOffset: t.chunk(i).chunkOffset, previous: i > 0 ? t.offset(i - 1) : -1 });
+    if (offset >= bounds.tocOffset) throw hostile('chunk offset is not before the TOC', { ...ctx(), tocOffset: bounds.tocOffset });
+    if (i === 0) continue;
+    if (innerOffset === 0 && offset <= t.offset(i - 1)) throw hostile('chunk offsets are not increasing', ctx());
+    if (innerOffset > 0 && (offset !== t.offset(i - 1) || innerOffset < t.innerOffset(i - 1) + t.size(i - 1))) {
       throw hostile('chunk overlaps the previous chunk in its gzip member', ctx());
     }
-    prev = c;
   }
   let next = bounds.blobSize;
-  for (let i = data.length - 1; i >= 0; i--) {
-    const c = data[i]!;
-    c.nextOffset = next;
-    c.compressedEnd = Math.min(next, bounds.tocOffset);
-    if (c.innerOffset === 0) next = c.offset;
-    if (c.innerOffset + c.chunkSize > (c.compressedEnd - c.offset) * MAX_INFLATE_RATIO) {
+  for (let i = t.count - 1; i >= 0; i--) {
+    const offset = t.offset(i);
+    const innerOffset = t.innerOffset(i);
+    const chunkSize = t.size(i);
+    const compressedEnd = Math.min(next, bounds.tocOffset);
+    if (innerOffset === 0) next = offset;
+    if (innerOffset + chunkSize > (compressedEnd - offset) * MAX_INFLATE_RATIO) {
       throw hostile('chunk is larger than its compressed range can inflate to', {
-        offset: c.offset,
-        chunkOffset: c.chunkOffset,
-        chunkSize: c.chunkSize,
-        compressedBytes: c.compressedEnd - c.offset,
+        offset,
+        chunkOffset: t.chunk(i).chunkOffset,
+        chunkSize,
+        compressedBytes: compressedEnd - offset,
       });
     }
   }
@@ -247,12 +301,7 @@ function int(v: unknown, key: string, max: number, e: Raw, index: number): numbe
 function digest(v: unknown, key: string, e: Raw, index: number): string {
   const d = str(v, key, e, index);
   if (d === '') return d;
-  let ok = d.length === 71 && d.startsWith('sha256:');
-  for (let i = 7; ok && i < 71; i++) {
-    const c = d.charCodeAt(i);
-    ok = (c >= 48 && c <= 57) || (c >= 97 && c <= 102);
-  }
-  if (!ok) throw hostile(`field ${key} is not a sha256 digest`, { index, entry: nameOf(e) });
+  if (!DIGEST.test(d)) throw hostile(`field ${key} is not a sha256 digest`, { index, entry: nameOf(e) });
   return d;
 }
 

@@ -5,9 +5,10 @@
  * Bytes come from the ChunkReader; nothing here knows FUSE or IPFS.
  */
 import { constants } from 'node:fs';
+import { LRUCache } from 'lru-cache';
 import { SgError, errorMessage } from '../errors.js';
 import type { Estargz, LayerNode } from '../estargz/index.js';
-import { NO_PREFETCH_LANDMARK, OPAQUE_MARKER, PREFETCH_LANDMARK, WHITEOUT_PREFIX } from '../estargz/index.js';
+import { NO_PREFETCH_LANDMARK, OPAQUE_MARKER, PREFETCH_LANDMARK, ROOT_ID, WHITEOUT_PREFIX } from '../estargz/index.js';
 import type { Logger } from '../log/logger.js';
 import type { Attr, DirEntry, LayerFs, StatFs } from './fs-api.js';
 import type { ChunkReader } from './chunk-reader.js';
@@ -23,6 +24,8 @@ const TYPE_BITS: Record<LayerNode['type'], number> = { dir: S_IFDIR, reg: S_IFRE
 
 const STATFS: StatFs = { bsize: 4096, frsize: 4096, blocks: 0, bfree: 0, bavail: 0, files: 0, ffree: 0, namemax: 255 };
 const ZERO_TIME = new Date(0);
+/** Directory entries kept listed, over all directories: a walk of the whole tree must not keep one per file. */
+const LISTED_ENTRIES = 8192;
 
 export interface LayerOptions {
   /** Layer (blob) digest, names the state file. */
@@ -51,7 +54,8 @@ type Target =
   | { kind: 'state-file' };
 
 export class Layer implements LayerFs {
-  private readonly listings = new Map<number, DirEntry[]>();
+  /** Recent listings by directory id. */
+  private readonly listings = new LRUCache<number, DirEntry[]>({ maxSize: LISTED_ENTRIES, sizeCalculation: (l) => Math.max(1, l.length) });
   private lastError: string | undefined;
   private readonly stateName: string;
   private readonly opaqueName: string;
@@ -154,19 +158,19 @@ export class Layer implements LayerFs {
     for (let i = 1; i < parts.length; i++) {
       const name = parts[i]!;
       if (node.type !== 'dir') throw notFound(path);
-      const isRoot = node === this.estargz.model.root;
+      const isRoot = node.id === ROOT_ID;
       if (isRoot && name === STATE_DIR) {
         if (i === parts.length - 1) return { kind: 'state-dir' };
         if (i === parts.length - 2 && parts[i + 1] === this.stateName) return { kind: 'state-file' };
         throw notFound(path);
       }
       if (name.startsWith(WHITEOUT_PREFIX) || (isRoot && (name === PREFETCH_LANDMARK || name === NO_PREFETCH_LANDMARK))) throw notFound(path);
-      const child = node.children!.get(name);
+      const child = node.child(name);
       if (child) {
         node = child;
         continue;
       }
-      const marker = node.children!.get(WHITEOUT_PREFIX + name);
+      const marker = node.child(WHITEOUT_PREFIX + name);
       if (marker && i === parts.length - 1) return { kind: 'whiteout', marker };
       throw notFound(path);
     }
@@ -174,14 +178,14 @@ export class Layer implements LayerFs {
   }
 
   private list(dir: LayerNode): DirEntry[] {
-    const isRoot = dir === this.estargz.model.root;
+    const isRoot = dir.id === ROOT_ID;
     const out: DirEntry[] = [];
-    for (const [name, child] of dir.children!) {
+    for (const [name, child] of dir.children()) {
       if (name === OPAQUE_MARKER) continue;
       if (isRoot && (name === PREFETCH_LANDMARK || name === NO_PREFETCH_LANDMARK)) continue;
       if (name.startsWith(WHITEOUT_PREFIX)) {
         const hidden = name.slice(WHITEOUT_PREFIX.length);
-        if (!dir.children!.has(hidden)) out.push({ name: hidden, attr: this.attrOf({ kind: 'whiteout', marker: child }) });
+        if (!dir.child(hidden)) out.push({ name: hidden, attr: this.attrOf({ kind: 'whiteout', marker: child }) });
         continue;
       }
       out.push({ name, attr: this.attrOf({ kind: 'node', node: child }) });

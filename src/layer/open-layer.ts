@@ -4,7 +4,7 @@
  * the whole-layer background fetch (spec §3.11–3.12).
  */
 import { setMaxListeners } from 'node:events';
-import { openEstargz, type Chunk, type Estargz } from '../estargz/index.js';
+import { openEstargz, type Chunk, type ChunkTable, type Estargz, type LayerModel } from '../estargz/index.js';
 import type { BlobSource } from '../source/blob-source.js';
 import type { ChunkCache } from '../cache/chunk-cache.js';
 import type { Logger } from '../log/logger.js';
@@ -47,7 +47,9 @@ export async function openLayer(source: BlobSource, opts: OpenLayerOptions, deps
   // A mount is foreground work: background fetching waits until things are quiet.
   deps.scheduler.foreground();
   const estargz = await openEstargz(source, { tocDigest: opts.tocDigest, signal: opts.signal });
-  const seen = new Set<number>();
+  const { model } = estargz;
+  // Gzip members available so far, by their first chunk: chunks of one member count once.
+  const seen = new Uint8Array(model.chunks.count);
   // TOC and footer were fetched to open the layer.
   let fetched = estargz.blobSize - estargz.footer.tocOffset;
   const reader = new ChunkReader({
@@ -56,40 +58,39 @@ export async function openLayer(source: BlobSource, opts: OpenLayerOptions, deps
     log,
     onForeground: () => deps.scheduler.foreground(),
     onAvailable: (c: Chunk) => {
-      if (seen.has(c.offset)) return;
-      seen.add(c.offset);
+      if (seen[c.member]) return;
+      seen[c.member] = 1;
       fetched += c.compressedEnd - c.offset;
     },
   });
   const layer = new Layer(estargz, reader, { digest: opts.digest, opaqueXattr: opts.opaqueXattr, log, fetchedSize: () => fetched });
 
-  const all = allChunks(estargz);
   const closed = new AbortController();
   // Every chunk of a batch listens on it while inflating.
   setMaxListeners(0, closed.signal);
-  const prefetchEnd = estargz.model.prefetchEnd ?? (estargz.model.noPrefetch ? 0 : opts.prefetchSize);
-  const prefetchSet = opts.noPrefetch ? [] : all.filter((w) => w.node.chunks[w.index]!.offset < prefetchEnd);
+  // Chunks are in blob order, so the ones to prefetch are the first `prefetchCount`.
+  const prefetchEnd = model.prefetchEnd ?? (model.noPrefetch ? 0 : opts.prefetchSize);
+  const prefetchCount = opts.noPrefetch ? 0 : chunksBefore(model.chunks, prefetchEnd);
+  const files = fileOfChunk(model);
   const prefetched =
-    prefetchSet.length === 0
+    prefetchCount === 0
       ? Promise.resolve()
-      : runBatches(prefetchSet, (batch) => reader.ensure(batch, closed.signal)).then(
-          () => log.info('prefetch done', { chunks: prefetchSet.length, prefetchEnd }),
+      : runBatches(batches(model.chunks, 0, prefetchCount), (batch) => reader.ensure(files.wanted(batch), closed.signal)).then(
+          () => log.info('prefetch done', { chunks: prefetchCount, prefetchEnd }),
           (err: unknown) => log.warn('prefetch failed', { err }),
         );
 
   if (!opts.noBackgroundFetch) {
-    const inPrefetch = new Set(prefetchSet);
-    const rest = all.filter((w) => !inPrefetch.has(w));
     const started = Date.now();
     let pending = 0;
-    for (const batch of batches(rest)) {
+    for (const batch of batches(model.chunks, prefetchCount, model.chunks.count)) {
       pending++;
       deps.scheduler
         .submit((signal) => {
           if (closed.signal.aborted) return Promise.resolve();
           const both = AbortSignal.any([signal, closed.signal]);
           setMaxListeners(0, both);
-          return reader.ensure(batch, both);
+          return reader.ensure(files.wanted(batch), both);
         })
         .then(
           () => {
@@ -104,33 +105,63 @@ export async function openLayer(source: BlobSource, opts: OpenLayerOptions, deps
   return { layer, estargz, prefetched, close: () => closed.abort(new Error('layer closed')) };
 }
 
-/** Every chunk of every regular file once (hardlinks share a node), in blob order. */
-function allChunks(e: Estargz): Wanted[] {
-  const out: Wanted[] = [];
-  for (const node of e.model.nodes) {
-    if (node.type !== 'reg') continue;
-    for (let index = 0; index < node.chunks.length; index++) out.push({ node, index });
-  }
-  return out.sort((a, b) => a.node.chunks[a.index]!.offset - b.node.chunks[b.index]!.offset);
+/** Chunks [from, to) of the layer, in blob order. */
+interface Batch {
+  readonly from: number;
+  readonly to: number;
 }
 
-function batches(want: readonly Wanted[]): Wanted[][] {
-  const out: Wanted[][] = [];
-  let cur: Wanted[] = [];
-  let start = 0;
-  for (const w of want) {
-    const c = w.node.chunks[w.index]!;
-    if (cur.length > 0 && c.compressedEnd - start > BATCH_BYTES) {
-      out.push(cur);
-      cur = [];
-    }
-    if (cur.length === 0) start = c.offset;
-    cur.push(w);
+/** How many chunks start before blob offset `end`. */
+function chunksBefore(chunks: ChunkTable, end: number): number {
+  let lo = 0;
+  let hi = chunks.count;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (chunks.offset(mid) < end) lo = mid + 1;
+    else hi = mid;
   }
-  if (cur.length > 0) out.push(cur);
+  return lo;
+}
+
+/**
+ * Which file each chunk belongs to (hardlinks share a node, so every chunk is read once),
+ * worked out when a batch first needs it and dropped with the batches.
+ */
+function fileOfChunk(model: LayerModel): { wanted(b: Batch): Wanted[] } {
+  let owner: Uint32Array | undefined;
+  const ownerOf = () => {
+    if (owner) return owner;
+    owner = new Uint32Array(model.chunks.count);
+    for (const node of model.nodes()) for (const c of node.chunks) owner[c.index] = node.id;
+    return owner;
+  };
+  return {
+    wanted({ from, to }) {
+      const out: Wanted[] = [];
+      for (let i = from; i < to; ) {
+        const node = model.node(ownerOf()[i]!);
+        const first = node.chunks[0]!.index;
+        for (; i < to && i - first < node.chunks.length; i++) out.push({ node, index: i - first });
+      }
+      return out;
+    },
+  };
+}
+
+/** Chunks [from, to) as batches of at most BATCH_BYTES of compressed range each. */
+function batches(chunks: ChunkTable, from: number, to: number): Batch[] {
+  const out: Batch[] = [];
+  let start = from;
+  for (let i = from; i < to; i++) {
+    if (i > start && chunks.compressedEnd(i) - chunks.offset(start) > BATCH_BYTES) {
+      out.push({ from: start, to: i });
+      start = i;
+    }
+  }
+  if (start < to) out.push({ from: start, to });
   return out;
 }
 
-async function runBatches(want: readonly Wanted[], run: (b: Wanted[]) => Promise<void>): Promise<void> {
-  for (const b of batches(want)) await run(b);
+async function runBatches(all: readonly Batch[], run: (b: Batch) => Promise<void>): Promise<void> {
+  for (const b of all) await run(b);
 }

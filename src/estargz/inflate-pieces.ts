@@ -1,0 +1,94 @@
+/**
+ * Bounded gunzip that hands out its output piece by piece, for outputs too big to hold in
+ * one buffer: a 100k-entry TOC is ~30 MB of JSON, and one malloc'd block that size per
+ * opened layer (freed again) leaves glibc's heap fragmented by ~100 MB after 20 layers.
+ * Same bounds as inflatePrefix: nothing is inflated past the goal, and at most `maxOut`
+ * bytes before it is known.
+ */
+import zlib from 'node:zlib';
+import { SgError, type ErrorContext } from '../errors.js';
+import type { InflateGoal } from './inflate.js';
+
+const PIECE_BYTES = 256 << 10;
+
+/**
+ * Inflates `input` (one or more gzip members, fed piece by piece) until the goal's number
+ * of bytes and passes exactly those to `onPiece`, in order. Errors: CORRUPT (bad gzip, or
+ * the stream ended first), TOO_LARGE (more than `maxOut` bytes before the goal was known),
+ * ABORTED, or whatever `onPiece` or `input` throws.
+ */
+export function inflatePieces(
+  input: AsyncIterable<Uint8Array>,
+  goal: InflateGoal,
+  maxOut: number,
+  context: ErrorContext,
+  onPiece: (piece: Buffer) => void,
+  signal?: AbortSignal,
+): Promise<void> {
+  const gz = zlib.createGunzip({ chunkSize: PIECE_BYTES });
+  // Output before the goal is known, kept to show the goal.
+  let head: Buffer[] = [];
+  let total = 0;
+  let wanted: number | undefined;
+  let settled = false;
+  let finish: (err?: unknown) => void = () => {};
+
+  const result = new Promise<void>((resolve, reject) => {
+    finish = (err?: unknown) => {
+      if (settled) return;
+      settled = true;
+      signal?.removeEventListener('abort', onAbort);
+      gz.destroy();
+      if (err !== undefined) reject(err);
+      else resolve();
+    };
+  });
+  const onAbort = () => finish(new SgError('ABORTED', 'inflate aborted', context, { cause: signal?.reason }));
+  if (signal?.aborted) onAbort();
+  signal?.addEventListener('abort', onAbort, { once: true });
+
+  gz.on('data', (d: Buffer) => {
+    if (settled) return;
+    const before = total;
+    total += d.length;
+    try {
+      if (wanted === undefined) {
+        head.push(d);
+        const seen = head.length === 1 ? d : Buffer.concat(head);
+        wanted = goal(seen);
+        if (wanted === undefined) {
+          if (total > maxOut) finish(new SgError('TOO_LARGE', `more than ${maxOut} bytes inflated without reaching the end`, { ...context, maxOut }));
+          return;
+        }
+        head = [];
+        onPiece(seen.subarray(0, wanted));
+      } else {
+        onPiece(d.subarray(0, Math.max(0, wanted - before)));
+      }
+    } catch (err) {
+      finish(err);
+      return;
+    }
+    if (total >= wanted) finish();
+  });
+  gz.on('error', (err) => finish(new SgError('CORRUPT', `gzip: ${err.message}`, context, { cause: err })));
+  gz.on('end', () => {
+    if (wanted !== undefined && total >= wanted) finish();
+    else finish(new SgError('CORRUPT', 'gzip data ended early', { ...context, inflated: total, wanted }));
+  });
+
+  void (async () => {
+    for await (const piece of input) {
+      if (settled) return;
+      if (!gz.write(piece)) {
+        await new Promise<void>((resolve) => {
+          gz.once('drain', resolve);
+          gz.once('close', resolve);
+        });
+      }
+    }
+    if (!settled) gz.end();
+  })().catch((err: unknown) => finish(err));
+
+  return result;
+}
