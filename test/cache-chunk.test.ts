@@ -250,3 +250,34 @@ test('putVerified stores bytes the caller verified; they survive a reopen and ar
   assert.deepEqual(Buffer.from((await again.get(d))!), bytes);
   await again.close();
 });
+
+test('getRange: a piece of a verified chunk read from disk; an entry from before a reopen is checked whole first', async () => {
+  const dir = newDir();
+  let cache = await ChunkCache.open({ dir, maxBytes: 1 << 20 });
+  const chunk = randomBytes(100_000);
+  const d = digestOf(chunk);
+  assert.equal(await cache.getRange(d, 0, 10), undefined, 'a miss');
+  await cache.put(d, chunk);
+  assert.deepEqual(Buffer.from((await cache.getRange(d, 4096, 4096))!), chunk.subarray(4096, 8192));
+  assert.deepEqual(Buffer.from((await cache.getRange(d, 99_990, 4096))!), chunk.subarray(99_990), 'clamped at the end');
+  assert.equal((await cache.getRange(d, 200_000, 10))?.length, 0);
+  await cache.close();
+
+  // Damage the file behind the cache's back: after a reopen the first read checks it whole.
+  const damaged = Buffer.from(chunk);
+  damaged[50_000] = damaged[50_000]! ^ 0xff;
+  writeFileSync(pathOf(dir, d), damaged);
+  cache = await ChunkCache.open({ dir, maxBytes: 1 << 20 });
+  assert.equal(await cache.getRange(d, 0, 4096), undefined, 'never a piece of a damaged chunk');
+  assert.equal(cache.stats().corrupt, 1);
+  assert.equal(cache.has(d), false);
+  await cache.put(d, chunk);
+  await cache.close();
+  cache = await ChunkCache.open({ dir, maxBytes: 1 << 20 });
+  assert.deepEqual(Buffer.from((await cache.getRange(d, 10, 20))!), chunk.subarray(10, 30));
+  // A file shortened behind our back after verification: a miss, and the entry is dropped.
+  writeFileSync(pathOf(dir, d), chunk.subarray(0, 1000));
+  assert.equal(await cache.getRange(d, 50_000, 4096), undefined);
+  assert.equal(cache.has(d), false);
+  await cache.close();
+});

@@ -124,6 +124,37 @@ export class ChunkCache {
   }
 
   /**
+   * `length` bytes of the chunk from `offset` (clamped to its end), reading only those
+   * from disk once the entry is verified: a small read of a large chunk then costs a small
+   * read. An entry not yet verified in this run is read whole and checked first.
+   */
+  async getRange(digest: string, offset: number, length: number): Promise<Uint8Array | undefined> {
+    const hex = hexOf(digest);
+    const v = this.index.get(hex);
+    if (v === undefined || v < 0) {
+      const whole = v === undefined ? undefined : await this.read(hex, v);
+      if (whole) this.counters.hits++;
+      else this.counters.misses++;
+      return whole?.subarray(Math.min(offset, whole.length), Math.min(offset + length, whole.length));
+    }
+    const from = Math.min(offset, v);
+    let bytes: Buffer | undefined;
+    try {
+      bytes = await readExact(this.pathOf(hex), from, Math.min(length, v - from));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn('cannot read cached chunk', { digest: `sha256:${hex}`, err });
+    }
+    if (!bytes) {
+      // Evicted meanwhile, or shortened or deleted behind our back: a miss either way.
+      if (this.index.peek(hex) === v) this.drop(hex);
+      this.counters.misses++;
+      return undefined;
+    }
+    this.counters.hits++;
+    return bytes;
+  }
+
+  /**
    * Stores verified bytes; resolves to false when not stored (too large for the bound, or
    * storing paused after a write error). Bytes that do not match the digest: CORRUPT.
    */
@@ -182,7 +213,7 @@ export class ChunkCache {
   private async read(hex: string, v: number): Promise<Uint8Array | undefined> {
     let bytes: Buffer | undefined;
     try {
-      bytes = await readExact(this.pathOf(hex), sizeOf(v));
+      bytes = await readExact(this.pathOf(hex), 0, sizeOf(v));
     } catch (err) {
       // Evicted meanwhile, or deleted or unreadable behind our back: a miss either way.
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn('cannot read cached chunk', { digest: `sha256:${hex}`, err });
@@ -275,13 +306,13 @@ function checkContent(hex: string, bytes: Uint8Array, digest: string): void {
   if (actual !== hex) throw new SgError('CORRUPT', 'chunk bytes do not match their digest', { digest, size: bytes.length, actual: `sha256:${actual}` });
 }
 
-/** Exactly `size` bytes from the start of the file, or undefined when it is shorter. */
-async function readExact(path: string, size: number): Promise<Buffer | undefined> {
+/** Exactly `size` bytes of the file from `offset`, or undefined when it is shorter. */
+async function readExact(path: string, offset: number, size: number): Promise<Buffer | undefined> {
   const fh = await open(path, 'r');
   try {
     const buf = Buffer.allocUnsafe(size);
     for (let done = 0; done < size; ) {
-      const { bytesRead } = await fh.read(buf, done, size - done, done);
+      const { bytesRead } = await fh.read(buf, done, size - done, offset + done);
       if (bytesRead === 0) return undefined;
       done += bytesRead;
     }

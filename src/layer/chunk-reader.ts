@@ -12,7 +12,7 @@ import { chunkRange, decodeChunk, type Chunk, type LayerNode } from '../estargz/
 import type { BlobSource } from '../source/blob-source.js';
 import type { ChunkCache } from '../cache/chunk-cache.js';
 import type { Logger } from '../log/logger.js';
-import { planRead } from './read-plan.js';
+import { planRead, type Slice } from './read-plan.js';
 
 export interface ChunkReaderOptions {
   readonly source: BlobSource;
@@ -34,6 +34,8 @@ export interface ChunkReaderOptions {
 const SEQUENTIAL_SLACK = 4 << 20;
 /** The size of the kernel's readahead requests (libfuse 2 caps reads at 128 KiB). */
 const READAHEAD_REQUEST = 128 << 10;
+/** Files whose last read end is remembered: the ones being read now, not every file ever read. */
+const TRACKED_READERS = 1024;
 
 export interface Wanted {
   readonly node: LayerNode;
@@ -54,7 +56,7 @@ export class ChunkReader {
   private readonly memory: LRUCache<string, Buffer>;
   private readonly inflight = new Map<string, Promise<Buffer>>();
   /** End offset of the last read per node id, to detect sequential readers. */
-  private readonly lastEnd = new Map<number, number>();
+  private readonly lastEnd = new LRUCache<number, number>({ max: TRACKED_READERS });
   private readonly readaheadBytes: number;
   private readonly maxFetchBytes: number;
 
@@ -80,6 +82,10 @@ export class ChunkReader {
       offset === 0 || offset === last || (last !== undefined && length >= READAHEAD_REQUEST && offset >= last - SEQUENTIAL_SLACK && offset <= last + SEQUENTIAL_SLACK);
     this.lastEnd.set(node.id, sequential && last !== undefined ? Math.max(last, end) : end);
 
+    if (!sequential && slices.length === 1) {
+      const piece = await this.pieceFromCache(node, slices[0]!);
+      if (piece) return piece;
+    }
     const want: Wanted[] = slices.map((s) => ({ node, index: s.chunk }));
     const loading = this.load(want, signal);
     // Fetch ahead at once, not after this read's chunks arrive, so that the source is
@@ -92,6 +98,19 @@ export class ChunkReader {
       return chunks[0]!.subarray(s.skip, s.skip + s.take);
     }
     return Buffer.concat(slices.map((s, i) => chunks[i]!.subarray(s.skip, s.skip + s.take)));
+  }
+
+  /**
+   * A random read inside one chunk that only the disk cache holds: read just that piece
+   * from the cache file instead of the whole chunk (a 4 KiB read of a 4 MiB chunk), and
+   * keep nothing in memory. Undefined when the chunk is elsewhere or not cached.
+   */
+  private async pieceFromCache(node: LayerNode, s: Slice): Promise<Buffer | undefined> {
+    const c = node.chunks[s.chunk]!;
+    if (this.memory.has(c.digest) || this.inflight.has(c.digest) || !this.opts.cache.has(c.digest)) return undefined;
+    const bytes = await this.opts.cache.getRange(c.digest, s.skip, s.take);
+    if (bytes?.length !== s.take) return undefined;
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
 
   /** Makes chunks available (cache or fetch) without reading them or keeping them in memory. */
