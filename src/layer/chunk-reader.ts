@@ -32,7 +32,7 @@ export interface ChunkReaderOptions {
 
 /** How far from the previous read's end a read still counts as sequential (out-of-order readahead). */
 const SEQUENTIAL_SLACK = 4 << 20;
-/** The size of the kernel's readahead requests (libfuse 2 caps reads at 128 KiB). */
+/** A read at least this large counts as part of a readahead stream even if slightly out of order. */
 const READAHEAD_REQUEST = 128 << 10;
 /** Files whose last read end is remembered: the ones being read now, not every file ever read. */
 const TRACKED_READERS = 1024;
