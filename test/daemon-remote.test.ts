@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFileSync, mkdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, mkdirSync } from 'node:fs';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -185,6 +185,10 @@ test('a layer that is not eStargz falls back to a normal snapshot', async () => 
 test('[fuse_manager] enable: SIGTERM leaves the layers mounted for the next start; SIGINT unmounts them and stops the layer server', async () => {
   await daemon.stop('SIGTERM');
   assert.equal(mountsUnder(daemon.root).filter((m) => m.endsWith('/fs')).length, 0, 'without fuse_manager, SIGTERM unmounts');
+  // The stop is complete when the daemon has exited: its layer server is gone and the
+  // chunk cache saved its index, so whoever deletes --root next races nothing.
+  assert.deepEqual(layerServersOf(daemon.root), []);
+  assert.ok(existsSync(join(daemon.root, 'cache', 'index.snapshot')));
   const fmSocket = join(scratch, 'fm', 'fuse-manager.sock');
   const config = `${daemonConfig}[fuse_manager]\nenable = true\naddress = "${fmSocket}"\n`;
   daemon = await startDaemon(scratch, { config, env: { IPFS_PATH: kubo.ipfsPath }, logName: 'daemon-fm-1.log' });
@@ -211,4 +215,20 @@ function connectOnce(path: string): Promise<void> {
     });
     s.once('error', reject);
   });
+}
+
+/** Pids of layer server processes serving `root`. */
+function layerServersOf(root: string): number[] {
+  const out: number[] = [];
+  for (const ent of readdirSync('/proc')) {
+    if (!/^\d+$/.test(ent)) continue;
+    let cmd = '';
+    try {
+      cmd = readFileSync(`/proc/${ent}/cmdline`, 'latin1');
+    } catch {
+      continue;
+    }
+    if (cmd.includes('layer-server.js') && cmd.split('\0').includes(root)) out.push(Number(ent));
+  }
+  return out;
 }

@@ -40,7 +40,15 @@ async function main(): Promise<number> {
       await layers.unmount(mp).catch((err: unknown) => log.warn('failed to unmount layer', { mountpoint: mp, error: err }));
     }
   };
-  const server = await serveLayers({ layers, socket: flags.address, metrics: () => registry.metrics(), shutdown: unmountAll, log });
+  // Everything is released before the daemon's shutdown request is answered: a daemon
+  // that exits (and a caller that then deletes --root) must not race the cache's close.
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      await unmountAll();
+      await ipfs.close();
+    })());
+  const server = await serveLayers({ layers, socket: flags.address, metrics: () => registry.metrics(), shutdown: stop, log });
   const reason = await Promise.race([
     server.shutdownRequested.then(() => 'requested by the daemon'),
     new Promise<string>((resolve) => {
@@ -49,9 +57,8 @@ async function main(): Promise<number> {
     }),
   ]);
   log.info('layer server stopping', { reason });
-  await unmountAll();
+  await stop();
   await server.close();
-  await ipfs.close();
   log.info('layer server stopped');
   return 0;
 }

@@ -12,6 +12,8 @@ import { fromWireError, lineReader, type Labels, type Owner, type Reply, type Re
 
 /** Calls other than mount (bounded by the snapshotter's own budget) give up after this. */
 const CALL_TIMEOUT_MS = 120_000;
+/** How long a shut-down server may take to close the connection after its reply. */
+const SHUTDOWN_CLOSE_MS = 10_000;
 
 type Body = Request extends infer R ? (R extends { id: number } ? Omit<R, 'id'> : never) : never;
 
@@ -106,10 +108,15 @@ export class LayerServerClient implements RemoteLayers {
     return (await this.call({ op: 'metrics' }, undefined, 10_000)) as string;
   }
 
-  /** Asks the server to unmount everything and exit, then disconnects. */
+  /**
+   * Asks the server to unmount everything and release the cache, then waits (bounded) for
+   * it to close the connection on its way out.
+   */
   async shutdown(): Promise<void> {
+    this.closing = true;
     try {
       await this.call({ op: 'shutdown' });
+      if (!this.sock.destroyed) await Promise.race([once(this.sock, 'close'), new Promise((r) => setTimeout(r, SHUTDOWN_CLOSE_MS).unref())]);
     } finally {
       this.close();
     }

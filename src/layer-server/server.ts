@@ -120,7 +120,11 @@ export async function serveLayers(opts: LayerServerOptions): Promise<LayerServer
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
-        for (const s of sockets) s.destroy();
+        // end, not destroy: a reply still being written (the shutdown answer) goes out first.
+        for (const s of sockets) s.end();
+        setTimeout(() => {
+          for (const s of sockets) s.destroy();
+        }, 2000).unref();
       }),
   };
 }
