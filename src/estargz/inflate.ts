@@ -17,29 +17,56 @@ export type InflateGoal = (head: Buffer) => number | undefined;
  * stream ended first), TOO_LARGE (more than `maxOut` bytes before the goal was known),
  * ABORTED.
  */
-export function inflatePrefix(
+export async function inflatePrefix(
   input: Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
   goal: InflateGoal,
   maxOut: number,
   context: ErrorContext,
   signal?: AbortSignal,
 ): Promise<Buffer> {
-  // Big output pieces when much output is expected (a TOC, a 4 MiB chunk): fewer callbacks.
-  const gz = zlib.createGunzip({ chunkSize: 256 << 10 });
   const out: Buffer[] = [];
+  let total = 0;
+  await inflatePieces(input, goal, maxOut, context, (piece) => {
+    out.push(piece);
+    total += piece.length;
+  }, signal);
+  return out.length === 1 ? out[0]! : Buffer.concat(out, total);
+}
+
+const PIECE_BYTES = 256 << 10;
+
+/**
+ * Inflates `input` (one or more gzip members, fed piece by piece) until the goal's number
+ * of bytes and passes exactly those to `onPiece`, in order, so that an output too big to
+ * hold in one buffer never is: a 100k-entry TOC is ~30 MB of JSON, and one malloc'd block
+ * that size per opened layer (freed again) leaves glibc's heap fragmented by ~100 MB after
+ * 20 layers. Errors: as inflatePrefix, or whatever `onPiece` or `input` throws.
+ */
+export function inflatePieces(
+  input: Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
+  goal: InflateGoal,
+  maxOut: number,
+  context: ErrorContext,
+  onPiece: (piece: Buffer) => void,
+  signal?: AbortSignal,
+): Promise<void> {
+  // Big output pieces when much output is expected (a TOC, a 4 MiB chunk): fewer callbacks.
+  const gz = zlib.createGunzip({ chunkSize: PIECE_BYTES });
+  // Output before the goal is known, kept to show the goal.
+  let head: Buffer[] = [];
   let total = 0;
   let wanted: number | undefined;
   let settled = false;
   let finish: (err?: unknown) => void = () => {};
 
-  const result = new Promise<Buffer>((resolve, reject) => {
+  const result = new Promise<void>((resolve, reject) => {
     finish = (err?: unknown) => {
       if (settled) return;
       settled = true;
       signal?.removeEventListener('abort', onAbort);
       gz.destroy();
       if (err !== undefined) reject(err);
-      else resolve(Buffer.concat(out, total).subarray(0, wanted));
+      else resolve();
     };
   });
   const onAbort = () => finish(new SgError('ABORTED', 'inflate aborted', context, { cause: signal?.reason }));
@@ -48,20 +75,27 @@ export function inflatePrefix(
 
   gz.on('data', (d: Buffer) => {
     if (settled) return;
-    out.push(d);
+    const before = total;
     total += d.length;
-    if (wanted === undefined) {
-      try {
-        wanted = goal(out.length === 1 ? d : Buffer.concat(out, total));
-      } catch (err) {
-        finish(err);
-        return;
+    try {
+      if (wanted === undefined) {
+        head.push(d);
+        const seen = head.length === 1 ? d : Buffer.concat(head);
+        wanted = goal(seen);
+        if (wanted === undefined) {
+          if (total > maxOut) finish(new SgError('TOO_LARGE', `more than ${maxOut} bytes inflated without reaching the end`, { ...context, maxOut }));
+          return;
+        }
+        head = [];
+        onPiece(seen.subarray(0, wanted));
+      } else {
+        onPiece(d.subarray(0, Math.max(0, wanted - before)));
       }
+    } catch (err) {
+      finish(err);
+      return;
     }
-    if (wanted !== undefined && total >= wanted) finish();
-    else if (wanted === undefined && total > maxOut) {
-      finish(new SgError('TOO_LARGE', `more than ${maxOut} bytes inflated without reaching the end`, { ...context, maxOut }));
-    }
+    if (total >= wanted) finish();
   });
   gz.on('error', (err) => finish(new SgError('CORRUPT', `gzip: ${err.message}`, context, { cause: err })));
   gz.on('end', () => {

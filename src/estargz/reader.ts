@@ -8,7 +8,7 @@ import { SgError } from '../errors.js';
 import type { BlobSource } from '../source/blob-source.js';
 import { readChunk } from './chunk.js';
 import { FOOTER_SIZE, parseFooter, type Footer } from './footer.js';
-import { inflatePieces } from './inflate-pieces.js';
+import { inflatePieces } from './inflate.js';
 import { ModelBuilder, type LayerModel } from './model.js';
 import { TOC_TAR_NAME } from './names.js';
 import { parseEntryAt } from './tar.js';
