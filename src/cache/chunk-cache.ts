@@ -115,12 +115,7 @@ export class ChunkCache {
   }
 
   async get(digest: string): Promise<Uint8Array | undefined> {
-    const hex = hexOf(digest);
-    const v = this.index.get(hex);
-    const bytes = v === undefined ? undefined : await this.read(hex, v);
-    if (bytes) this.counters.hits++;
-    else this.counters.misses++;
-    return bytes;
+    return this.counted(await this.readEntry(hexOf(digest), 0, Infinity));
   }
 
   /**
@@ -129,29 +124,7 @@ export class ChunkCache {
    * read. An entry not yet verified in this run is read whole and checked first.
    */
   async getRange(digest: string, offset: number, length: number): Promise<Uint8Array | undefined> {
-    const hex = hexOf(digest);
-    const v = this.index.get(hex);
-    if (v === undefined || v < 0) {
-      const whole = v === undefined ? undefined : await this.read(hex, v);
-      if (whole) this.counters.hits++;
-      else this.counters.misses++;
-      return whole?.subarray(Math.min(offset, whole.length), Math.min(offset + length, whole.length));
-    }
-    const from = Math.min(offset, v);
-    let bytes: Buffer | undefined;
-    try {
-      bytes = await readExact(this.pathOf(hex), from, Math.min(length, v - from));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn('cannot read cached chunk', { digest: `sha256:${hex}`, err });
-    }
-    if (!bytes) {
-      // Evicted meanwhile, or shortened or deleted behind our back: a miss either way.
-      if (this.index.peek(hex) === v) this.drop(hex);
-      this.counters.misses++;
-      return undefined;
-    }
-    this.counters.hits++;
-    return bytes;
+    return this.counted(await this.readEntry(hexOf(digest), offset, length));
   }
 
   /**
@@ -210,10 +183,27 @@ export class ChunkCache {
     return bytes;
   }
 
-  private async read(hex: string, v: number): Promise<Uint8Array | undefined> {
+  private counted(bytes: Uint8Array | undefined): Uint8Array | undefined {
+    if (bytes) this.counters.hits++;
+    else this.counters.misses++;
+    return bytes;
+  }
+
+  private async readEntry(hex: string, offset: number, length: number): Promise<Uint8Array | undefined> {
+    const v = this.index.get(hex);
+    if (v === undefined) return undefined;
+    const size = sizeOf(v);
+    const from = Math.min(offset, size);
+    const take = Math.min(length, size - from);
+    if (v < 0) return (await this.read(hex, v, 0, size))?.subarray(from, from + take);
+    return this.read(hex, v, from, take);
+  }
+
+  /** `size` bytes of the file from `from`; an unverified entry (v < 0) must be read whole. */
+  private async read(hex: string, v: number, from: number, size: number): Promise<Uint8Array | undefined> {
     let bytes: Buffer | undefined;
     try {
-      bytes = await readExact(this.pathOf(hex), 0, sizeOf(v));
+      bytes = await readExact(this.pathOf(hex), from, size);
     } catch (err) {
       // Evicted meanwhile, or deleted or unreadable behind our back: a miss either way.
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn('cannot read cached chunk', { digest: `sha256:${hex}`, err });
