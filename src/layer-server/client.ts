@@ -5,6 +5,7 @@
  */
 import { connect, type Socket } from 'node:net';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { SgError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { RemoteLayers } from '../snapshotter/remote.js';
@@ -12,8 +13,8 @@ import { fromWireError, lineReader, type Labels, type Owner, type Reply, type Re
 
 /** Calls other than mount (bounded by the snapshotter's own budget) give up after this. */
 const CALL_TIMEOUT_MS = 120_000;
-/** How long a shut-down server may take to close the connection after its reply. */
-const SHUTDOWN_CLOSE_MS = 10_000;
+/** How long a shut-down server may take to exit after its reply. */
+const SHUTDOWN_EXIT_MS = 10_000;
 
 type Body = Request extends infer R ? (R extends { id: number } ? Omit<R, 'id'> : never) : never;
 
@@ -110,13 +111,14 @@ export class LayerServerClient implements RemoteLayers {
 
   /**
    * Asks the server to unmount everything and release the cache, then waits (bounded) for
-   * it to close the connection on its way out.
+   * its process to exit, so that a stop is complete when the daemon has exited.
    */
   async shutdown(): Promise<void> {
     this.closing = true;
     try {
       await this.call({ op: 'shutdown' });
-      if (!this.sock.destroyed) await Promise.race([once(this.sock, 'close'), new Promise((r) => setTimeout(r, SHUTDOWN_CLOSE_MS).unref())]);
+      const until = Date.now() + SHUTDOWN_EXIT_MS;
+      while (Date.now() < until && running(this.pid)) await new Promise((r) => setTimeout(r, 20));
     } finally {
       this.close();
     }
@@ -148,5 +150,14 @@ export class LayerServerClient implements RemoteLayers {
       signal?.addEventListener('abort', onAbort, { once: true });
       this.sock.write(JSON.stringify({ id, ...body }) + '\n');
     });
+  }
+}
+
+/** The process exists and is not a zombie (a server whose parent died is reaped by init). */
+function running(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.[0] !== 'Z';
+  } catch {
+    return false;
   }
 }
