@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { makeScratch, destroyScratch, reapStale } from '../test/harness/scratch.js';
 import { startKubo } from '../test/harness/kubo.js';
 import { startContainerd } from '../test/harness/containerd.js';
-import { startDaemon } from '../test/harness/daemon.js';
+import { metricValue, startDaemon } from '../test/harness/daemon.js';
 import { buildImage } from '../test/harness/push-fixtures.js';
 import { freePort } from '../test/harness/proc.js';
 
@@ -20,11 +20,7 @@ const run = promisify(execFile);
 const cli = new URL('../src/cli/main.js', import.meta.url).pathname;
 const say = (s: string) => process.stdout.write(s + '\n');
 
-async function fetchedBytes(metrics: string): Promise<number> {
-  const text = await (await fetch(metrics)).text();
-  const line = text.split('\n').find((l) => l.startsWith('stargz_ipfs_fetched_bytes_total '));
-  return Number(line?.split(' ')[1] ?? 0);
-}
+const fetchedBytes = (metrics: string): Promise<number> => metricValue(metrics, 'stargz_ipfs_fetched_bytes_total');
 
 async function main(): Promise<void> {
   reapStale();

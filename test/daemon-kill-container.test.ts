@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { makeScratch, destroyScratch, reapStale } from './harness/scratch.js';
 import { startKubo, type KuboNode } from './harness/kubo.js';
 import { startContainerd, type Containerd } from './harness/containerd.js';
-import { startDaemon, type DaemonProc } from './harness/daemon.js';
+import { metricValue, startDaemon, type DaemonProc } from './harness/daemon.js';
 import { buildImage } from './harness/push-fixtures.js';
 import { freePort, waitFor } from './harness/proc.js';
 import { cidOf, daemonConfig, runCli, seededBytes, sha256Hex } from './harness/e2e-image.js';
@@ -31,11 +31,7 @@ let config: string;
 let metricsUrl: string;
 const container = `sgt-kill-${process.pid}`;
 
-async function metric(name: string): Promise<number> {
-  const text = await (await fetch(metricsUrl)).text();
-  const line = text.split('\n').find((l) => l.startsWith(name + ' '));
-  return line ? Number(line.split(' ').pop()) : NaN;
-}
+const metric = (sample: string): Promise<number> => metricValue(metricsUrl, sample);
 
 before(async () => {
   reapStale();

@@ -15,7 +15,7 @@ import { makeScratch, destroyScratch, reapStale, mountsUnder } from './harness/s
 import { startKubo, type KuboNode } from './harness/kubo.js';
 import { startContainerd, type Containerd } from './harness/containerd.js';
 import { buildBusyboxImage } from './harness/busybox-image.js';
-import { startDaemon, type DaemonProc } from './harness/daemon.js';
+import { metricValue, startDaemon, type DaemonProc } from './harness/daemon.js';
 import { freePort, waitFor } from './harness/proc.js';
 import { buildEstargz } from '../src/estargz/index.js';
 import { connectSnapshots, type SnapshotsClient } from '../src/service/client.js';
@@ -29,11 +29,7 @@ let sn: SnapshotsClient;
 let metricsUrl: string;
 let daemonConfig: string;
 
-async function metric(name: string): Promise<number> {
-  const text = await (await fetch(metricsUrl)).text();
-  const line = text.split('\n').find((l) => l.startsWith(name + ' ') || l.startsWith(name + '{'));
-  return line ? Number(line.split(' ').pop()) : 0;
-}
+const metric = (sample: string): Promise<number> => metricValue(metricsUrl, sample);
 
 before(async () => {
   reapStale();

@@ -47,3 +47,13 @@ export async function startDaemon(scratch: string, opts: DaemonOptions = {}): Pr
   });
   return { proc, socket, root, logPath, log, stop: (signal = 'SIGTERM') => proc.stop(signal, 15_000) };
 }
+
+/**
+ * The value of one sample (`name` or `name{labels}`, as exposed) at a daemon's /metrics
+ * URL; NaN when it is absent, so that a missing metric never passes a comparison.
+ */
+export async function metricValue(url: string, sample: string): Promise<number> {
+  const text = await (await fetch(url)).text();
+  const line = text.split('\n').find((l) => l.startsWith(sample + ' '));
+  return line ? Number(line.slice(sample.length + 1)) : NaN;
+}
