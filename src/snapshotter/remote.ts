@@ -21,7 +21,7 @@ export interface RemoteLayers {
   mounted(mountpoint: string): boolean;
   /**
    * Owner of the layer root mounted at `mountpoint`, or undefined when none is mounted
-   * there. Lets the snapshotter avoid a synchronous stat of a mount this process serves.
+   * there. Lets the snapshotter avoid a synchronous stat of a FUSE mount.
    */
   rootOwner(mountpoint: string): { uid: number; gid: number } | undefined;
   /** Unmounts and releases the layer at `mountpoint`; rejects for an unknown mountpoint. */

@@ -191,8 +191,9 @@ export class Snapshotter {
         const [first] = s.parentIds;
         if (first !== undefined) {
           // The upper dir starts owned like the parent's root, as in containerd.
-          // A remote layer is served by this very process: a synchronous stat of its
-          // mount would wait on the event loop it blocks, so ask the layer instead.
+          // A remote layer's mount is served by FUSE (in this process, when layers are
+          // mounted in-process): a synchronous stat of it could wait on a slow fetch or on
+          // the event loop it blocks, so ask the layer instead.
           const dir = fsDir(this.snapshotsDir, first);
           const st = this.remote?.rootOwner(dir) ?? statSync(dir);
           if (st.uid !== process.getuid!() || st.gid !== process.getgid!()) lchownSync(join(temp, 'fs'), st.uid, st.gid);
