@@ -18,7 +18,10 @@ import { SgError, isSgError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { remoteSnapshotFallbacks } from '../metrics/metrics.js';
 import { parseFilters } from './filters.js';
-import { detach, mountsBelow } from './mount-table.js';
+import { mountsBelow } from './mount-table.js';
+// Bounded and escalating (plain, lazy, FUSE connection abort): a stale FUSE mount whose
+// server hangs must not hang the snapshotter.
+import { detach } from '../fuse/kernel-mount.js';
 import { buildMounts, fsDir, needsUserXattr } from './mounts.js';
 import { REMOTE_MOUNT_BUDGET_MS, describeLayer, mountWithBudget, reasonCode, type RemoteLayers } from './remote.js';
 import { MetaStore, type ChainLink, type Snapshot } from './store.js';
@@ -277,7 +280,7 @@ export class Snapshotter {
         await this.remote.unmount(join(dir, 'fs')).catch((err: unknown) => this.log.debug('remote unmount failed', { dir, error: err }));
         mounted = await mountsBelow(dir);
       }
-      for (const mp of mounted) await detach(mp);
+      for (const mp of mounted) await detach(mp, this.log);
       if ((await mountsBelow(dir)).length > 0) throw new SgError('FAILED_PRECONDITION', 'still mounted', { dir });
       await rm(dir, { recursive: true, force: true });
     } catch (err) {
@@ -292,7 +295,7 @@ export class Snapshotter {
       // Served by a layer server that outlived the previous run: adopted, not stale.
       if (this.remote?.mounted(mp)) continue;
       this.log.info('detaching stale mount', { mountpoint: mp });
-      await detach(mp);
+      await detach(mp, this.log);
     }
   }
 
