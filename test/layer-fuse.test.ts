@@ -7,7 +7,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, mkdirSync, truncateSync, writeFileSync } from 'node:fs';
 import { lstat, readFile, readlink, readdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -67,8 +67,14 @@ async function mountBlob(name: string, blob: Uint8Array, tocDigest: string | und
   );
   const dir = join(scratch, 'mnt', name);
   const m = await mountLayer(opened.layer, dir, { attrTimeoutSec: 1, entryTimeoutSec: 1, log });
-  mounted.push({ m, o: opened });
-  return { dir, opened, cid, digest: sha(blob) };
+  const entry = { m, o: opened };
+  mounted.push(entry);
+  const unmount = async () => {
+    mounted.splice(mounted.indexOf(entry), 1);
+    opened.close();
+    await m.unmount();
+  };
+  return { dir, opened, cid, digest: sha(blob), unmount };
 }
 
 async function xattrsOf(path: string): Promise<Record<string, string>> {
@@ -251,6 +257,51 @@ describe('faults', () => {
       got.forEach((h, i) => assert.equal('sha256:' + h, sha(files[i]!.data), files[i]!.name));
     } finally {
       await fresh.close();
+    }
+  });
+
+  it('reads served from the disk cache after a restart: damaged entries are fetched again, never served', async () => {
+    // Chunks of 300,000 bytes: the kernel's page-aligned reads start and end inside chunks
+    // and span several, so reads are assembled from pieces of several cache files.
+    const data = randomBytes(6 << 20);
+    const { blob, result } = await estargzOf([{ name: 'data.bin', data }], 300_000);
+    const cacheDir = join(scratch, 'cache-restart');
+    const first = await ChunkCache.open({ dir: cacheDir, maxBytes: 1 << 30 });
+    const a = await mountBlob('restart-a', blob, result.tocDigest, { cache: first });
+    assert.ok((await readFile(join(a.dir, 'data.bin'))).equals(data));
+    await a.unmount();
+    await first.close();
+
+    const files = readdirSync(cacheDir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile() && /^[0-9a-f]{64}$/.test(e.name));
+    assert.equal(files.length, Math.ceil(data.length / 300_000), 'one cache file per chunk');
+    const flipped = join(files[3]!.parentPath, files[3]!.name);
+    const bytes = readFileSync(flipped);
+    bytes[1000] = bytes[1000]! ^ 0xff;
+    writeFileSync(flipped, bytes);
+    truncateSync(join(files[7]!.parentPath, files[7]!.name), 1000);
+
+    const reopened = await ChunkCache.open({ dir: cacheDir, maxBytes: 1 << 30 });
+    try {
+      const b = await mountBlob('restart-b', blob, result.tocDigest, { cache: reopened });
+      const fh = await open(join(b.dir, 'data.bin'));
+      try {
+        // Unaligned pieces across chunk boundaries, then the whole file.
+        for (const [at, len] of [[299_990, 20], [1_234_567, 700_001], [2_100_000 - 5, 10]] as const) {
+          const buf = Buffer.alloc(len);
+          const { bytesRead } = await fh.read(buf, 0, len, at);
+          assert.equal(bytesRead, len);
+          assert.ok(buf.equals(data.subarray(at, at + len)), `bytes at ${at}`);
+        }
+      } finally {
+        await fh.close();
+      }
+      assert.ok((await readFile(join(b.dir, 'data.bin'))).equals(data), 'the whole file');
+      const st = reopened.stats();
+      assert.equal(st.corrupt, 2, 'the flipped and the shortened entry were found and dropped');
+      assert.ok(st.hits >= files.length - 2, `intact entries served from disk (hits ${st.hits})`);
+      await b.unmount();
+    } finally {
+      await reopened.close();
     }
   });
 

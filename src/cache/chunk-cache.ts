@@ -13,10 +13,11 @@
  * `<dir>/index.snapshot` exists only between a clean close and the next open.
  */
 import { createHash } from 'node:crypto';
-import { unlinkSync } from 'node:fs';
-import { mkdir, open, rename, rm, statfs, writeFile } from 'node:fs/promises';
+import fs, { unlinkSync } from 'node:fs';
+import { mkdir, rename, rm, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { promisify } from 'node:util';
 import { SgError } from '../errors.js';
 import { quietLogger, type Logger } from '../log/logger.js';
 import { ByteLru } from './byte-lru.js';
@@ -212,9 +213,12 @@ export class ChunkCache {
     }
     if (v >= 0 && bytes) return bytes;
     if (!bytes || sha256Hex(bytes) !== hex) {
-      this.counters.corrupt++;
-      this.log.warn('cached chunk does not match its digest; deleted', { digest: `sha256:${hex}`, path: this.pathOf(hex) });
-      if (this.index.peek(hex) === v) this.drop(hex);
+      // Concurrent first reads of one damaged entry all see it; it is one damaged entry.
+      if (this.index.peek(hex) === v) {
+        this.counters.corrupt++;
+        this.log.warn('cached chunk does not match its digest; deleted', { digest: `sha256:${hex}`, path: this.pathOf(hex) });
+        this.drop(hex);
+      }
       return undefined;
     }
     if (this.index.peek(hex) === v) this.index.set(hex, verified(bytes.length));
@@ -296,18 +300,25 @@ function checkContent(hex: string, bytes: Uint8Array, digest: string): void {
   if (actual !== hex) throw new SgError('CORRUPT', 'chunk bytes do not match their digest', { digest, size: bytes.length, actual: `sha256:${actual}` });
 }
 
-/** Exactly `size` bytes of the file from `offset`, or undefined when it is shorter. */
+const openFd = promisify(fs.open);
+const readFd = promisify(fs.read);
+const closeFd = promisify(fs.close);
+
+/**
+ * Exactly `size` bytes of the file from `offset`, or undefined when it is shorter. Plain
+ * descriptors, not FileHandles: this is the warm read path, once per kernel read request.
+ */
 async function readExact(path: string, offset: number, size: number): Promise<Buffer | undefined> {
-  const fh = await open(path, 'r');
+  const fd = await openFd(path, 'r');
   try {
     const buf = Buffer.allocUnsafe(size);
     for (let done = 0; done < size; ) {
-      const { bytesRead } = await fh.read(buf, done, size - done, offset + done);
+      const { bytesRead } = await readFd(fd, buf, done, size - done, offset + done);
       if (bytesRead === 0) return undefined;
       done += bytesRead;
     }
     return buf;
   } finally {
-    await fh.close();
+    await closeFd(fd);
   }
 }

@@ -82,10 +82,8 @@ export class ChunkReader {
       offset === 0 || offset === last || (last !== undefined && length >= READAHEAD_REQUEST && offset >= last - SEQUENTIAL_SLACK && offset <= last + SEQUENTIAL_SLACK);
     this.lastEnd.set(node.id, sequential && last !== undefined ? Math.max(last, end) : end);
 
-    if (!sequential && slices.length === 1) {
-      const piece = await this.pieceFromCache(node, slices[0]!);
-      if (piece) return piece;
-    }
+    const direct = await this.fromDisk(node, slices, sequential);
+    if (direct) return direct;
     const want: Wanted[] = slices.map((s) => ({ node, index: s.chunk }));
     const loading = this.load(want, signal);
     // Fetch ahead at once, not after this read's chunks arrive, so that the source is
@@ -101,16 +99,26 @@ export class ChunkReader {
   }
 
   /**
-   * A random read inside one chunk that only the disk cache holds: read just that piece
-   * from the cache file instead of the whole chunk (a 4 KiB read of a 4 MiB chunk), and
-   * keep nothing in memory. Undefined when the chunk is elsewhere or not cached.
+   * A read whose chunks only the disk cache holds: just the wanted pieces of the cache
+   * files, not whole chunks into memory. A 4 KiB random read of a 4 MiB chunk then costs
+   * a 4 KiB read, and a sequential reader of a cached file gets its bytes in the kernel's
+   * request size with no chunk-sized buffer to allocate and collect per chunk. The kernel
+   * reads the cache files ahead itself. Undefined when a chunk is in memory, in flight,
+   * not cached, or turns out damaged (the caller then loads it the normal way).
    */
-  private async pieceFromCache(node: LayerNode, s: Slice): Promise<Buffer | undefined> {
-    const c = node.chunks[s.chunk]!;
-    if (this.memory.has(c.digest) || this.inflight.has(c.digest) || !this.opts.cache.has(c.digest)) return undefined;
-    const bytes = await this.opts.cache.getRange(c.digest, s.skip, s.take);
-    if (bytes?.length !== s.take) return undefined;
-    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  private async fromDisk(node: LayerNode, slices: readonly Slice[], sequential: boolean): Promise<Buffer | undefined> {
+    const chunks = slices.map((s) => node.chunks[s.chunk]!);
+    for (const c of chunks) {
+      if (this.memory.has(c.digest) || this.inflight.has(c.digest) || !this.opts.cache.has(c.digest)) return undefined;
+    }
+    if (sequential) this.readAhead(node, slices[slices.length - 1]!.chunk);
+    const pieces = await Promise.all(slices.map((s, i) => this.opts.cache.getRange(chunks[i]!.digest, s.skip, s.take)));
+    for (let i = 0; i < pieces.length; i++) {
+      if (pieces[i]?.length !== slices[i]!.take) return undefined;
+      this.opts.onAvailable?.(chunks[i]!);
+    }
+    const bufs = pieces.map((p) => Buffer.from(p!.buffer, p!.byteOffset, p!.byteLength));
+    return bufs.length === 1 ? bufs[0] : Buffer.concat(bufs);
   }
 
   /** Makes chunks available (cache or fetch) without reading them or keeping them in memory. */
@@ -262,7 +270,8 @@ export class ChunkReader {
       const c = node.chunks[i]!;
       bytes += c.chunkSize;
       window++;
-      if (!this.memory.has(c.digest) && !this.inflight.has(c.digest)) next.push(i);
+      // Cached chunks are read from disk when asked for, in the kernel's request size.
+      if (!this.memory.has(c.digest) && !this.inflight.has(c.digest) && !this.opts.cache.has(c.digest)) next.push(i);
     }
     if (next.length === 0) return;
     if (next[0] !== last + 1 && next.length * 2 < window) return;
