@@ -12,13 +12,13 @@
  * Layout: `<dir>/<hex[0:2]>/<hex>`; writes go to `<dir>/tmp/` first and are renamed in;
  * `<dir>/index.snapshot` exists only between a clean close and the next open.
  */
-import { createHash } from 'node:crypto';
 import fs, { unlinkSync } from 'node:fs';
-import { mkdir, rename, rm, statfs, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import { SgError } from '../errors.js';
+import { sha256Hex } from '../sha256.js';
 import { quietLogger, type Logger } from '../log/logger.js';
 import { ByteLru } from './byte-lru.js';
 import { prepareDirs, scanEntries, type IndexEntry } from './scan.js';
@@ -134,7 +134,7 @@ export class ChunkCache {
    */
   async put(digest: string, bytes: Uint8Array): Promise<boolean> {
     const hex = hexOf(digest);
-    checkContent(hex, bytes, digest);
+    await checkContent(hex, bytes, digest);
     return this.store(hex, bytes);
   }
 
@@ -179,7 +179,7 @@ export class ChunkCache {
 
   private async fetchAndStore(hex: string, digest: string, fetch: () => Promise<Uint8Array>): Promise<Uint8Array> {
     const bytes = await fetch();
-    checkContent(hex, bytes, digest);
+    await checkContent(hex, bytes, digest);
     await this.store(hex, bytes);
     return bytes;
   }
@@ -212,7 +212,7 @@ export class ChunkCache {
       return undefined;
     }
     if (v >= 0 && bytes) return bytes;
-    if (!bytes || sha256Hex(bytes) !== hex) {
+    if (!bytes || (await sha256Hex(bytes)) !== hex) {
       // Concurrent first reads of one damaged entry all see it; it is one damaged entry.
       if (this.index.peek(hex) === v) {
         this.counters.corrupt++;
@@ -237,7 +237,7 @@ export class ChunkCache {
   private async write(hex: string, bytes: Uint8Array): Promise<boolean> {
     const tmp = join(this.tmpDir, `${hex}.${this.tmpSeq++}`);
     try {
-      await writeFile(tmp, bytes, { flag: 'wx' });
+      await writeExact(tmp, bytes);
       await rename(tmp, this.pathOf(hex));
     } catch (err) {
       await rm(tmp, { force: true }).catch(() => undefined);
@@ -293,16 +293,29 @@ function hexOf(digest: string): string {
   return m[1]!;
 }
 
-const sha256Hex = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 
-function checkContent(hex: string, bytes: Uint8Array, digest: string): void {
-  const actual = sha256Hex(bytes);
+async function checkContent(hex: string, bytes: Uint8Array, digest: string): Promise<void> {
+  const actual = await sha256Hex(bytes);
   if (actual !== hex) throw new SgError('CORRUPT', 'chunk bytes do not match their digest', { digest, size: bytes.length, actual: `sha256:${actual}` });
 }
 
 const openFd = promisify(fs.open);
 const readFd = promisify(fs.read);
+const writeFd = promisify(fs.write);
 const closeFd = promisify(fs.close);
+
+/** Writes a new file (it must not exist) in as few write(2) calls as the kernel allows. */
+async function writeExact(path: string, bytes: Uint8Array): Promise<void> {
+  const fd = await openFd(path, 'wx');
+  try {
+    for (let done = 0; done < bytes.length; ) {
+      const { bytesWritten } = await writeFd(fd, bytes, done, bytes.length - done, done);
+      done += bytesWritten;
+    }
+  } finally {
+    await closeFd(fd);
+  }
+}
 
 /**
  * Exactly `size` bytes of the file from `offset`, or undefined when it is shorter. Plain

@@ -5,8 +5,8 @@
  * ends. We inflate just `innerOffset + chunkSize` bytes of it and return nothing that
  * does not match the digest.
  */
-import { createHash } from 'node:crypto';
 import { SgError } from '../errors.js';
+import { sha256Hex } from '../sha256.js';
 import type { BlobSource } from '../source/blob-source.js';
 import { inflatePrefix } from './inflate.js';
 import type { Chunk } from './toc.js';
@@ -30,8 +30,8 @@ export function chunkRange(c: Chunk): { offset: number; length: number } {
 export async function decodeChunk(compressed: Uint8Array, c: Chunk, ctx: ChunkContext, signal?: AbortSignal): Promise<Buffer> {
   const context = { blob: ctx.blob, entry: ctx.entry, chunkOffset: c.chunkOffset, chunkSize: c.chunkSize, offset: c.offset };
   const wanted = c.innerOffset + c.chunkSize;
-  const out = (await inflatePrefix([compressed], () => wanted, wanted, context, signal)).subarray(c.innerOffset);
-  const actual = 'sha256:' + createHash('sha256').update(out).digest('hex');
+  const out = (await inflatePrefix([compressed], () => wanted, wanted, context, signal, wanted)).subarray(c.innerOffset);
+  const actual = 'sha256:' + (await sha256Hex(out));
   if (actual !== c.digest) {
     throw new SgError('CORRUPT', CHUNK_DIGEST_MISMATCH, { ...context, expected: c.digest, actual });
   }

@@ -13,9 +13,10 @@ export type InflateGoal = (head: Buffer) => number | undefined;
 
 /**
  * Inflates `input` (one or more gzip members, fed piece by piece) until the goal's number
- * of bytes is reached and returns exactly those bytes. Errors: CORRUPT (bad gzip, or the
- * stream ended first), TOO_LARGE (more than `maxOut` bytes before the goal was known),
- * ABORTED.
+ * of bytes is reached and returns exactly those bytes. `expected`: the output size when
+ * the caller knows it (a chunk): zlib then inflates into one buffer of that size and the
+ * bytes come back without being copied again. Errors: CORRUPT (bad gzip, or the stream
+ * ended first), TOO_LARGE (more than `maxOut` bytes before the goal was known), ABORTED.
  */
 export async function inflatePrefix(
   input: Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
@@ -23,17 +24,35 @@ export async function inflatePrefix(
   maxOut: number,
   context: ErrorContext,
   signal?: AbortSignal,
+  expected?: number,
 ): Promise<Buffer> {
   const out: Buffer[] = [];
   let total = 0;
+  // One byte more than expected, so that reaching the goal does not fill the buffer and
+  // make zlib allocate another one.
+  const pieceBytes = expected !== undefined && expected <= MAX_SINGLE_BUFFER ? Math.max(zlib.constants.Z_MIN_CHUNK, expected + 1) : PIECE_BYTES;
   await inflatePieces(input, goal, maxOut, context, (piece) => {
     out.push(piece);
     total += piece.length;
-  }, signal);
-  return out.length === 1 ? out[0]! : Buffer.concat(out, total);
+  }, signal, pieceBytes);
+  return joinPieces(out, total);
+}
+
+/** The pieces as one buffer: a view when zlib wrote them back to back into one buffer. */
+function joinPieces(pieces: readonly Buffer[], total: number): Buffer {
+  if (pieces.length === 1) return pieces[0]!;
+  const first = pieces[0];
+  let end = first?.byteOffset ?? 0;
+  for (const p of pieces) {
+    if (p.buffer !== first!.buffer || p.byteOffset !== end) return Buffer.concat(pieces, total);
+    end += p.length;
+  }
+  return first ? Buffer.from(first.buffer, first.byteOffset, total) : Buffer.alloc(0);
 }
 
 const PIECE_BYTES = 256 << 10;
+/** Largest output inflated into a single buffer (a chunk; bigger ones come in pieces). */
+const MAX_SINGLE_BUFFER = 64 << 20;
 
 /**
  * Inflates `input` (one or more gzip members, fed piece by piece) until the goal's number
@@ -49,9 +68,10 @@ export function inflatePieces(
   context: ErrorContext,
   onPiece: (piece: Buffer) => void,
   signal?: AbortSignal,
+  pieceBytes = PIECE_BYTES,
 ): Promise<void> {
   // Big output pieces when much output is expected (a TOC, a 4 MiB chunk): fewer callbacks.
-  const gz = zlib.createGunzip({ chunkSize: PIECE_BYTES });
+  const gz = zlib.createGunzip({ chunkSize: pieceBytes });
   // Output before the goal is known, kept to show the goal.
   let head: Buffer[] = [];
   let total = 0;
