@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseConfig, defaultConfig, ConfigError, loadConfig } from '../src/config/load.js';
 
 const example = new URL('../../config.example.toml', import.meta.url);
@@ -177,5 +179,19 @@ test('config.example.toml parses without warnings', () => {
 });
 
 test('a missing default file means all defaults; a missing explicit file is an error', async () => {
-  await assert.rejects(loadConfig('/nonexistent/config.toml'), /cannot read/);
+  const dir = mkdtempSync(join(tmpdir(), 'sgt-config-'));
+  try {
+    const absent = join(dir, 'etc', 'config.toml');
+    const loaded = await loadConfig(undefined, absent);
+    assert.equal(loaded.file, undefined);
+    assert.deepEqual(loaded.config, defaultConfig());
+    assert.deepEqual(loaded.warnings, []);
+    await assert.rejects(loadConfig(absent), /cannot read/);
+    // A default file that exists is read like an explicit one: its errors are not ignored.
+    const present = join(dir, 'config.toml');
+    writeFileSync(present, 'metadata_store = "nope"\n');
+    await assert.rejects(loadConfig(undefined, present), /metadata_store/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

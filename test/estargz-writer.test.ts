@@ -271,4 +271,15 @@ describe('estargz CLI', () => {
       assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
     }
   });
+
+  it('a reader that closes the pipe early (| head) ends the listing quietly', async () => {
+    const blob = join(CORPUS_DIR, 'blobs/files-default.estargz.tar.gz');
+    const script = `set -o pipefail; "$0" "$1" estargz list "$2" | head -c 100 >/dev/null`;
+    const r = await promisify(execFile)('bash', ['-c', script, process.execPath, CLI, blob]).then(
+      (x) => ({ code: 0, stderr: x.stderr }),
+      (e: { code: number; stderr: string }) => ({ code: e.code, stderr: e.stderr }),
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, '');
+  });
 });

@@ -7,7 +7,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { readFileSync, readdirSync, mkdirSync, truncateSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, mkdirSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { lstat, readFile, readlink, readdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -302,6 +302,36 @@ describe('faults', () => {
       await b.unmount();
     } finally {
       await reopened.close();
+    }
+  });
+
+  it('a chunk cache smaller than the file: the bound holds on disk and every byte still reads right', async () => {
+    const data = randomBytes(6 << 20);
+    const { blob, result } = await estargzOf([{ name: 'data.bin', data }], 300_000);
+    const cacheDir = join(scratch, 'cache-small');
+    const bound = 1 << 20;
+    const small = await ChunkCache.open({ dir: cacheDir, maxBytes: bound });
+    try {
+      const m = await mountBlob('small-cache', blob, result.tocDigest, { cache: small });
+      assert.ok((await readFile(join(m.dir, 'data.bin'))).equals(data));
+      const fh = await open(join(m.dir, 'data.bin'));
+      try {
+        const buf = Buffer.alloc(5000);
+        await fh.read(buf, 0, buf.length, 123_456);
+        assert.ok(buf.equals(data.subarray(123_456, 128_456)), 'an evicted chunk reads right again');
+      } finally {
+        await fh.close();
+      }
+      await m.unmount();
+      const st = small.stats();
+      assert.ok(st.evictions >= 15, `evictions ${st.evictions}`);
+      assert.ok(st.bytes <= bound, `index holds ${st.bytes} bytes`);
+      const onDisk = readdirSync(cacheDir, { recursive: true, withFileTypes: true })
+        .filter((e) => e.isFile() && /^[0-9a-f]{64}$/.test(e.name))
+        .reduce((n, e) => n + statSync(join(e.parentPath, e.name)).size, 0);
+      assert.ok(onDisk <= bound, `${onDisk} bytes of chunks on disk, bound ${bound}`);
+    } finally {
+      await small.close();
     }
   });
 

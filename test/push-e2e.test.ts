@@ -116,8 +116,14 @@ async function rootOf(cid: string): Promise<Record<string, unknown>> {
 const onlyUrl = (d: Descriptor & { cid: string }) => assert.deepEqual(d.urls, [`ipfs://${d.cid}`], d.digest);
 
 /** Every descriptor has exactly its ipfs:// URL; every layer's bytes match its descriptor. */
+const pinnedCids = (): Set<string> => new Set(kubo.cli(['pin', 'ls', '--type=recursive', '--quiet']).toString().split('\n').filter(Boolean));
+
 async function checkComplete(r: ResolvedImage): Promise<Buffer[]> {
-  for (const d of [r.rootDescriptor, r.manifestDescriptor, r.configDescriptor, ...r.layers]) onlyUrl(d);
+  const pinned = pinnedCids();
+  for (const d of [r.rootDescriptor, r.manifestDescriptor, r.configDescriptor, ...r.layers]) {
+    onlyUrl(d);
+    assert.ok(pinned.has(d.cid), `${d.digest} (${d.cid}) is pinned`);
+  }
   const layers: Buffer[] = [];
   for (const l of r.layers) {
     const bytes = await cat(l.cid);
@@ -144,6 +150,7 @@ test('push converts every layer to eStargz and publishes a complete image', asyn
   assert.equal(r.rootDescriptor.mediaType, 'application/vnd.oci.image.manifest.v1+json');
   const layers = await checkComplete(r);
   assert.equal(r.layers.length, 3);
+  assert.ok(pinnedCids().has(cid), 'the root descriptor is pinned');
 
   const diffIDs: string[] = [];
   for (const [i, l] of r.layers.entries()) {

@@ -36,6 +36,13 @@ async function main(argv: string[]): Promise<number> {
   return (await g.load()).run(rest);
 }
 
+// A reader that stops early (`estargz list … | head`) closes the pipe: stop quietly, as
+// other command-line tools do, instead of dying on an unhandled EPIPE.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') process.stderr.write(`stargz-ipfs: writing output: ${errorMessage(err)}\n`);
+  process.exit(err.code === 'EPIPE' ? 0 : 1);
+});
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;

@@ -32,8 +32,9 @@ export function defaultConfig(): Config {
   return decode({}, '<defaults>', []);
 }
 
-export async function loadConfig(path: string | undefined): Promise<LoadedConfig> {
-  const file = path ?? DEFAULT_CONFIG_PATH;
+/** `path`: the --config flag; without it, `defaultPath` is read if it exists. */
+export async function loadConfig(path: string | undefined, defaultPath = DEFAULT_CONFIG_PATH): Promise<LoadedConfig> {
+  const file = path ?? defaultPath;
   let text: string;
   try {
     text = await readFile(file, 'utf8');
