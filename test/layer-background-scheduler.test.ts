@@ -63,3 +63,43 @@ test('a task that keeps failing is given up, not retried forever', async () => {
   assert.equal(attempts, 3);
   s.close();
 });
+
+test('foreground work that never pauses: after starveMs one task runs alongside it, unpreempted', async () => {
+  const s = new BackgroundScheduler(2, 100, 300);
+  const t0 = Date.now();
+  let busy = true;
+  const reads = (async () => {
+    while (busy) {
+      s.foreground();
+      await sleep(20);
+    }
+  })();
+  let running = 0;
+  let peak = 0;
+  let aborted = 0;
+  const started: number[] = [];
+  const task = (signal: AbortSignal) =>
+    new Promise<void>((resolve, reject) => {
+      started.push(Date.now() - t0);
+      running++;
+      peak = Math.max(peak, running);
+      const t = setTimeout(() => {
+        running--;
+        resolve();
+      }, 100);
+      signal.addEventListener('abort', () => {
+        aborted++;
+        running--;
+        clearTimeout(t);
+        reject(signal.reason);
+      });
+    });
+  await Promise.all([s.submit(task), s.submit(task), s.submit(task)]);
+  busy = false;
+  await reads;
+  assert.ok(started[0]! >= 280, `first task started after ${started[0]} ms of reads`);
+  assert.equal(aborted, 0, 'a task running alongside reads is not preempted');
+  assert.equal(peak, 1, 'one at a time while reads go on');
+  assert.ok(Date.now() - t0 < 1000, 'the tasks ran while the reads went on');
+  s.close();
+});

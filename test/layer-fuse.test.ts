@@ -14,6 +14,7 @@ import { promisify } from 'node:util';
 import { makeScratch, destroyScratch, reapStale, mountsUnder } from './harness/scratch.js';
 import { startKubo, type KuboNode } from './harness/kubo.js';
 import { estargzOf, blobWithToc } from './harness/layer-blobs.js';
+import { waitFor } from './harness/proc.js';
 import { ChunkCache } from '../src/cache/chunk-cache.js';
 import { IpfsClient } from '../src/ipfs/rpc-client.js';
 import { apiEndpoint } from '../src/ipfs/api-address.js';
@@ -58,11 +59,11 @@ after(async () => {
   destroyScratch(scratch);
 });
 
-async function mountBlob(name: string, blob: Uint8Array, tocDigest: string | undefined, o: { noBackgroundFetch?: boolean; cache?: ChunkCache } = {}) {
+async function mountBlob(name: string, blob: Uint8Array, tocDigest: string | undefined, o: { noBackgroundFetch?: boolean; cache?: ChunkCache; fetchAlignBytes?: number } = {}) {
   const cid = kubo.add(blob);
   const opened = await openLayer(
     new IpfsBlobSource(cid, client),
-    { digest: sha(blob), tocDigest, prefetchSize: 0, noPrefetch: false, noBackgroundFetch: o.noBackgroundFetch ?? true, opaqueXattr: 'trusted' },
+    { digest: sha(blob), tocDigest, prefetchSize: 0, noPrefetch: false, noBackgroundFetch: o.noBackgroundFetch ?? true, opaqueXattr: 'trusted', fetchAlignBytes: o.fetchAlignBytes },
     { cache: o.cache ?? cache, scheduler, log },
   );
   const dir = join(scratch, 'mnt', name);
@@ -302,6 +303,25 @@ describe('faults', () => {
       await b.unmount();
     } finally {
       await reopened.close();
+    }
+  });
+
+  it('[blob] chunk_size: reading one small file brings its neighbours in the blob along, verified and cached', async () => {
+    const files = Array.from({ length: 40 }, (_, i) => ({ name: `s/${String(i).padStart(2, '0')}`, data: randomBytes(3000 + i) }));
+    const { blob, result } = await estargzOf([{ name: 's/', type: 'directory' }, ...files]);
+    const layerCache = await ChunkCache.open({ dir: join(scratch, 'cache-align'), maxBytes: 1 << 30 });
+    try {
+      const m = await mountBlob('align', blob, result.tocDigest, { cache: layerCache, fetchAlignBytes: 50_000 });
+      assert.ok((await readFile(join(m.dir, 's/05'))).equals(files[5]!.data));
+      // Each file is one gzip member of ~3 KB: a 50,000-byte aligned fetch holds a dozen.
+      await waitFor('neighbours stored', 5000, () => (layerCache.stats().entries >= 10 ? true : undefined));
+      const requests = layerCache.stats().misses;
+      for (const i of [4, 6, 7]) assert.ok((await readFile(join(m.dir, files[i]!.name))).equals(files[i]!.data), files[i]!.name);
+      assert.equal(layerCache.stats().misses, requests, 'the neighbours were read from the cache, not fetched');
+      for (const f of files) assert.ok((await readFile(join(m.dir, f.name))).equals(f.data), f.name);
+      await m.unmount();
+    } finally {
+      await layerCache.close();
     }
   });
 

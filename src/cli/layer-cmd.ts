@@ -75,6 +75,7 @@ export async function run(args: string[]): Promise<number> {
         prefetchSize: config.prefetch_size,
         noPrefetch: config.noprefetch,
         noBackgroundFetch: config.no_background_fetch,
+        fetchAlignBytes: config.blob.chunk_size,
         opaqueXattr: 'trusted',
       },
       { cache: rt.cache, scheduler: rt.scheduler, log },

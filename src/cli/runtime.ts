@@ -12,6 +12,8 @@ import { BackgroundScheduler } from '../layer/background-scheduler.js';
 
 /** Upstream starts background fetch only after foreground work has been quiet this long. */
 const BACKGROUND_QUIET_MS = 5000;
+/** Unbroken foreground activity after which one background fetch runs alongside it. */
+const BACKGROUND_STARVE_MS = 5000;
 
 export interface Runtime {
   readonly ipfs: IpfsClient;
@@ -26,7 +28,7 @@ export async function openRuntime(config: Config, root: string, log: Logger): Pr
     maxBytes: config.cache.max_size_bytes || undefined,
     log,
   });
-  const scheduler = new BackgroundScheduler(config.max_concurrency, BACKGROUND_QUIET_MS);
+  const scheduler = new BackgroundScheduler(config.max_concurrency, BACKGROUND_QUIET_MS, BACKGROUND_STARVE_MS);
   return {
     ipfs: ipfsClientFrom(config, log),
     cache,

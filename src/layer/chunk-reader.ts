@@ -28,6 +28,15 @@ export interface ChunkReaderOptions {
   readonly readaheadBytes?: number;
   /** Largest compressed range fetched in one request when chunks are coalesced. */
   readonly maxFetchBytes?: number;
+  /**
+   * Fetch granularity in compressed bytes (`[blob] chunk_size`, upstream's 50000): a fetch
+   * is widened to these boundaries and the other chunks wholly inside it are kept too, so
+   * reading one small file brings its neighbours in the blob along in the same request.
+   * 0: fetch exactly the chunks asked for.
+   */
+  readonly fetchAlignBytes?: number;
+  /** The layer's chunks lying wholly inside [start, end) of the blob, in blob order. */
+  readonly chunksWithin?: (start: number, end: number) => Chunk[];
 }
 
 /** How far from the previous read's end a read still counts as sequential (out-of-order readahead). */
@@ -157,7 +166,8 @@ export class ChunkReader {
       missing.push(i);
     }
     for (const group of this.groups(want, missing)) {
-      const fetched = this.fetchGroup(group.map((i) => want[i]!), signal, keep);
+      const run = group.map((i) => want[i]!);
+      const fetched = this.fetchGroup(run, signal, keep, this.neighbours(run));
       group.forEach((i, k) => (out[i] = fetched[k]!));
     }
     return Promise.all(out);
@@ -203,48 +213,77 @@ export class ChunkReader {
   }
 
   /**
+   * Chunks that come along with a fetch of `run` once it is widened to the fetch
+   * granularity: wholly inside the widened range, and nowhere else yet.
+   */
+  private neighbours(run: readonly Wanted[]): Chunk[] {
+    const align = this.opts.fetchAlignBytes ?? 0;
+    if (align <= 0 || !this.opts.chunksWithin) return [];
+    const chunks = run.map((w) => w.node.chunks[w.index]!);
+    const start = Math.min(...chunks.map((c) => c.offset));
+    const end = Math.max(...chunks.map((c) => c.compressedEnd));
+    const seen = new Set(chunks.map((c) => c.digest));
+    return this.opts.chunksWithin(Math.floor(start / align) * align, Math.ceil(end / align) * align).filter((c) => {
+      if (seen.has(c.digest) || this.memory.has(c.digest) || this.inflight.has(c.digest) || this.opts.cache.has(c.digest)) return false;
+      seen.add(c.digest);
+      return true;
+    });
+  }
+
+  /**
    * One ranged read for a run of chunks; each chunk is decoded, verified, cached. A reader
    * (keep) gets the bytes as soon as they are verified while the cache write goes on; the
    * chunk stays in flight until it is stored, so nobody fetches it again meanwhile.
    * Background work (not keep) resolves only once the chunk is stored.
    */
-  private fetchGroup(run: readonly Wanted[], signal: AbortSignal | undefined, keep: boolean): Promise<Buffer>[] {
+  private fetchGroup(run: readonly Wanted[], signal: AbortSignal | undefined, keep: boolean, extras: readonly Chunk[] = []): Promise<Buffer>[] {
     const chunks = run.map((w) => w.node.chunks[w.index]!);
-    const start = Math.min(...chunks.map((c) => c.offset));
-    const end = Math.max(...chunks.map((c) => c.compressedEnd));
+    const all = extras.length > 0 ? [...chunks, ...extras] : chunks;
+    const start = Math.min(...all.map((c) => c.offset));
+    const end = Math.max(...all.map((c) => c.compressedEnd));
     const started = Date.now();
     const bytes = this.opts.source.readRange(start, end - start, signal);
     const log = this.opts.log;
-    if (log.enabled('debug')) log.debug('chunk fetch', { blob: this.opts.source.describe, offset: start, length: end - start, chunks: chunks.length });
-    return run.map((w, k) => {
-      const c = chunks[k]!;
-      const decoded = bytes.then(async (all) => {
-        const r = chunkRange(c);
-        const buf = await decodeChunk(all.subarray(r.offset - start, r.offset - start + r.length), c, { entry: w.node.name, blob: this.opts.source.describe }, signal);
-        if (keep) this.memory.set(c.digest, buf);
-        this.opts.onAvailable?.(c);
-        return buf;
-      });
-      const stored = decoded.then((buf) =>
-        this.opts.cache.putVerified(c.digest, buf).then(
-          () => buf,
-          (err: unknown) => {
-            log.warn('chunk cache put failed', { err });
-            return buf;
-          },
-        ),
-      );
-      decoded.then(
-        () => this.failed.delete(c.digest),
-        (err: unknown) => {
-          // Only slow failures are worth remembering (a refused connection fails fast by
-          // itself), and a fetch we cancelled (preempted background work) says nothing.
-          if (!signal?.aborted && Date.now() - started >= SLOW_FAILURE_MS) this.failed.set(c.digest, { err, at: Date.now() });
-        },
-      );
-      this.track(c.digest, decoded, stored);
-      return keep ? decoded : stored;
+    if (log.enabled('debug')) log.debug('chunk fetch', { blob: this.opts.source.describe, offset: start, length: end - start, chunks: chunks.length, neighbours: extras.length });
+    const fetched = { bytes, start, started, signal };
+    // Neighbours are stored for later reads; nobody waits for them.
+    for (const c of extras) this.settle(c, `(chunk at blob offset ${c.offset})`, fetched, false);
+    return run.map((w, k) => this.settle(chunks[k]!, w.node.name, fetched, keep));
+  }
+
+  /** Decodes, verifies and stores one chunk of a fetched range; in flight until stored. */
+  private settle(
+    c: Chunk,
+    entry: string,
+    f: { bytes: Promise<Uint8Array>; start: number; started: number; signal: AbortSignal | undefined },
+    keep: boolean,
+  ): Promise<Buffer> {
+    const decoded = f.bytes.then(async (all) => {
+      const r = chunkRange(c);
+      const buf = await decodeChunk(all.subarray(r.offset - f.start, r.offset - f.start + r.length), c, { entry, blob: this.opts.source.describe }, f.signal);
+      if (keep) this.memory.set(c.digest, buf);
+      this.opts.onAvailable?.(c);
+      return buf;
     });
+    const stored = decoded.then((buf) =>
+      this.opts.cache.putVerified(c.digest, buf).then(
+        () => buf,
+        (err: unknown) => {
+          this.opts.log.warn('chunk cache put failed', { err });
+          return buf;
+        },
+      ),
+    );
+    decoded.then(
+      () => this.failed.delete(c.digest),
+      (err: unknown) => {
+        // Only slow failures are worth remembering (a refused connection fails fast by
+        // itself), and a fetch we cancelled (preempted background work) says nothing.
+        if (!f.signal?.aborted && Date.now() - f.started >= SLOW_FAILURE_MS) this.failed.set(c.digest, { err, at: Date.now() });
+      },
+    );
+    this.track(c.digest, decoded, stored);
+    return keep ? decoded : stored;
   }
 
   /** `p` answers concurrent loads of the digest until `until` (default `p`) settles. */

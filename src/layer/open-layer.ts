@@ -21,6 +21,8 @@ export interface OpenLayerOptions {
   readonly noPrefetch: boolean;
   readonly noBackgroundFetch: boolean;
   readonly opaqueXattr: 'trusted' | 'user';
+  /** `[blob] chunk_size`: fetches are widened to these boundaries (0: exact ranges). */
+  readonly fetchAlignBytes?: number;
   readonly signal?: AbortSignal;
 }
 
@@ -57,6 +59,12 @@ export async function openLayer(source: BlobSource, opts: OpenLayerOptions, deps
     cache: deps.cache,
     log,
     onForeground: () => deps.scheduler.foreground(),
+    fetchAlignBytes: opts.fetchAlignBytes,
+    chunksWithin: (start: number, end: number) => {
+      const out: Chunk[] = [];
+      for (let i = chunksBefore(model.chunks, start); i < model.chunks.count && model.chunks.compressedEnd(i) <= end; i++) out.push(model.chunks.chunk(i));
+      return out;
+    },
     onAvailable: (c: Chunk) => {
       if (seen[c.member]) return;
       seen[c.member] = 1;

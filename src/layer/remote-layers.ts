@@ -67,6 +67,7 @@ export class LayerMounts implements RemoteLayers {
         prefetchSize: Number.isSafeInteger(prefetchLabel) && prefetchLabel >= 0 ? prefetchLabel : config.prefetch_size,
         noPrefetch: config.noprefetch,
         noBackgroundFetch: config.no_background_fetch,
+        fetchAlignBytes: config.blob.chunk_size,
         opaqueXattr: this.opts.opaqueXattr,
         signal,
       },
