@@ -9,7 +9,7 @@
  * as a miss. That is why writes need no fsync: the rename makes them atomic, and whatever
  * a crash leaves behind is checked before use.
  *
- * Layout: `<dir>/<hex[0:2]>/<hex>`; writes go to `<dir>/tmp/` first and are renamed in;
+ * Layout: `<dir>/<hex[0:2]>/<hex>`; writes go to a temp name beside it and are renamed in;
  * `<dir>/index.snapshot` exists only between a clean close and the next open.
  */
 import fs, { unlinkSync } from 'node:fs';
@@ -61,7 +61,6 @@ export class ChunkCache {
   private readonly inflight = new Map<string, Promise<Uint8Array>>();
   private readonly writing = new Set<Promise<boolean>>();
   private readonly counters = { hits: 0, misses: 0, evictions: 0, corrupt: 0, writeErrors: 0 };
-  private readonly tmpDir: string;
   private readonly snapshotPath: string;
   private closed = false;
   private storingOffUntil = 0;
@@ -73,7 +72,6 @@ export class ChunkCache {
     private readonly writePauseMs: number,
     private readonly log: Logger,
   ) {
-    this.tmpDir = join(dir, 'tmp');
     this.snapshotPath = join(dir, 'index.snapshot');
     this.index = new ByteLru(maxBytes, (v) => Math.max(1, sizeOf(v)), (hex) => {
       this.counters.evictions++;
@@ -87,7 +85,7 @@ export class ChunkCache {
     const maxBytes = Math.max(1, Math.floor(opts.maxBytes ?? (await defaultMaxBytes(opts.dir))));
     const log = opts.log ?? quietLogger;
     const cache = new ChunkCache(opts.dir, maxBytes, opts.writePauseMs ?? 60_000, log);
-    prepareDirs(opts.dir, cache.tmpDir);
+    prepareDirs(opts.dir);
     const saved = await takeSnapshot(cache.snapshotPath);
     // Oldest first, so the LRU order matches last use and an over-full cache (a lowered
     // bound) evicts the oldest while loading.
@@ -235,7 +233,11 @@ export class ChunkCache {
   }
 
   private async write(hex: string, bytes: Uint8Array): Promise<boolean> {
-    const tmp = join(this.tmpDir, `${hex}.${this.tmpSeq++}`);
+    // Beside its final name, so that the rename stays in one directory: a rename across
+    // directories takes the filesystem-wide rename lock, and creating every file in one
+    // directory serialises thousands of small-chunk writes on its lock. A crash leaves
+    // the temp name behind; the scan at the next open deletes it.
+    const tmp = `${this.pathOf(hex)}.${this.tmpSeq++}.tmp`;
     try {
       await writeExact(tmp, bytes);
       await rename(tmp, this.pathOf(hex));

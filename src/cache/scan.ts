@@ -19,16 +19,15 @@ const NAME = /^[0-9a-f]{64}$/;
 
 export const prefixes: readonly string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
 
-/** Creates the 256 prefix directories and empties `tmpDir` (writes cut short by a crash). */
-export function prepareDirs(dir: string, tmpDir: string): void {
-  rmSync(tmpDir, { recursive: true, force: true });
-  mkdirSync(tmpDir, { recursive: true });
+/** Creates the 256 prefix directories. */
+export function prepareDirs(dir: string): void {
   for (const prefix of prefixes) mkdirSync(join(dir, prefix), { recursive: true });
 }
 
 /**
  * Every cache file under `dir`, least recently used first by max(atime, mtime). Anything
- * else in the prefix directories (a stray or misplaced name) is deleted.
+ * else in the prefix directories (a write cut short by a crash, a stray or misplaced
+ * name) is deleted.
  */
 export async function scanEntries(dir: string): Promise<IndexEntry[]> {
   const found: (IndexEntry & { usedAt: number })[] = [];
