@@ -164,6 +164,24 @@ test('--use-containerd-labels: the CRI label set reaches the daemon, and the lay
   await waitFor('FUSE mounts gone', 30_000, () => (fuseMounts().length === 0 ? true : undefined));
 });
 
+test('--platform picks the image for a platform (another one is a clear error); --skip-content-verify marks the layers for the daemon', async () => {
+  const other = await rpull(lazyCid, ['--platform', 'linux/s390x']);
+  assert.equal(other.code, 1);
+  assert.match(other.stderr, /no manifest for platform linux\/s390x; available: linux\/amd64/);
+  assert.doesNotMatch(other.stdout, /lazy|pulled/, 'nothing unpacked');
+  const r = await rpull(lazyCid, ['--platform', 'linux/amd64', '--skip-content-verify']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /2 lazy, 0 pulled/);
+  const top = (await ctd.ctr(['snapshots', '--snapshotter', 'stargz', 'ls'])).split('\n').find((l) => /\sCommitted\s*$/.test(l));
+  const info = JSON.parse(await ctd.ctr(['snapshots', '--snapshotter', 'stargz', 'info', top!.split(/\s+/)[0]!])) as { Labels: Record<string, string> };
+  assert.equal(info.Labels['containerd.io/snapshot/remote/stargz.skipverify'], 'true');
+  // The TOC digest label is still passed, so the daemon still verifies the TOC (as upstream).
+  assert.match(info.Labels['containerd.io/snapshot/stargz/toc.digest']!, /^sha256:[0-9a-f]{64}$/);
+  assert.equal(await runIn(lazyCid, 'stargz', ['/bin/cat', '/data/file']), FILE_TEXT);
+  await ctd.ctr(['images', 'rm', '--sync', lazyCid]);
+  await waitFor('FUSE mounts gone', 30_000, () => (fuseMounts().length === 0 ? true : undefined));
+});
+
 test('with Kubo stopped, rpull fails at once with a clear error', async () => {
   await kubo.stop();
   const t = Date.now();

@@ -98,6 +98,19 @@ export async function resolveImage(client: IpfsClient, ref: string, opts: Resolv
   const manifest = parseManifest(await readDocument(manifestDescriptor, 'image manifest'), 'image manifest');
   const configDescriptor = ipfsDescriptor(manifest.config, 'config descriptor');
   const config = parseConfig(await readDocument(configDescriptor, 'image config'), 'image config');
+  // A manifest named directly (no index) is checked against the platform through its
+  // config, as containerd's pull does: an image for another platform is not unpacked.
+  if (!index && config.os && config.architecture) {
+    const own = { os: config.os, architecture: config.architecture, ...(config.variant && { variant: config.variant }) };
+    if (!selectManifest([{ ...manifestDescriptor, platform: own }], want)) {
+      throw new SgError('NOT_FOUND', `no manifest for platform ${formatPlatform(want)}; available: ${formatPlatform(own)}`, {
+        cid: manifestDescriptor.cid,
+        digest: manifestDescriptor.digest,
+        platform: formatPlatform(want),
+        available: formatPlatform(own),
+      });
+    }
+  }
   const layers = manifest.layers.map((l, i) => ipfsDescriptor(l, `layer ${i} descriptor`));
   return { rootCid, rootDescriptor, ...(index && { index }), manifestDescriptor, manifest, configDescriptor, config, layers, blobs };
 }
