@@ -295,7 +295,6 @@ function hexOf(digest: string): string {
   return m[1]!;
 }
 
-
 async function checkContent(hex: string, bytes: Uint8Array, digest: string): Promise<void> {
   const actual = await sha256Hex(bytes);
   if (actual !== hex) throw new SgError('CORRUPT', 'chunk bytes do not match their digest', { digest, size: bytes.length, actual: `sha256:${actual}` });

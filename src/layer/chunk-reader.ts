@@ -214,16 +214,19 @@ export class ChunkReader {
 
   /**
    * Chunks that come along with a fetch of `run` once it is widened to the fetch
-   * granularity: wholly inside the widened range, and nowhere else yet.
+   * granularity: wholly inside the added margins, and nowhere else yet. (A run covers its
+   * own range without gaps, so only the margins can hold other chunks.)
    */
   private neighbours(run: readonly Wanted[]): Chunk[] {
     const align = this.opts.fetchAlignBytes ?? 0;
-    if (align <= 0 || !this.opts.chunksWithin) return [];
+    const within = this.opts.chunksWithin;
+    if (align <= 0 || !within) return [];
     const chunks = run.map((w) => w.node.chunks[w.index]!);
     const start = Math.min(...chunks.map((c) => c.offset));
     const end = Math.max(...chunks.map((c) => c.compressedEnd));
     const seen = new Set(chunks.map((c) => c.digest));
-    return this.opts.chunksWithin(Math.floor(start / align) * align, Math.ceil(end / align) * align).filter((c) => {
+    const margins = [...within(Math.floor(start / align) * align, start), ...within(end, Math.ceil(end / align) * align)];
+    return margins.filter((c) => {
       if (seen.has(c.digest) || this.memory.has(c.digest) || this.inflight.has(c.digest) || this.opts.cache.has(c.digest)) return false;
       seen.add(c.digest);
       return true;
