@@ -79,6 +79,9 @@ test('rpull --ipfs CID makes remote snapshots; ctr run reads the files lazily th
   assert.match(r.stdout, /layer 2\/2 .*remote snapshot \(lazy\)/);
   assert.match(r.stdout, /2 lazy, 0 pulled/);
   assert.equal(mountedCount(), 2);
+  // The upper layer was resolved while the base one was prepared (its TOC fetched ahead).
+  const mountedLines = daemon.log().split('\n').filter((l) => l.includes('"layer mounted"') && l.includes('"blob"'));
+  assert.deepEqual(mountedLines.map((l) => (JSON.parse(l) as { resolvedAhead: boolean }).resolvedAhead), [false, true]);
 
   assert.ok((await ctd.ctr(['images', 'ls', '-q'])).split('\n').includes(lazyCid), 'the image is named by its CID');
   const ls = await ctd.ctr(['snapshots', '--snapshotter', 'stargz', 'ls']);

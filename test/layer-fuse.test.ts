@@ -16,6 +16,7 @@ import { startKubo, type KuboNode } from './harness/kubo.js';
 import { estargzOf, blobWithToc } from './harness/layer-blobs.js';
 import { waitFor } from './harness/proc.js';
 import { ChunkCache } from '../src/cache/chunk-cache.js';
+import { openEstargz } from '../src/estargz/index.js';
 import { IpfsClient } from '../src/ipfs/rpc-client.js';
 import { apiEndpoint } from '../src/ipfs/api-address.js';
 import { IpfsBlobSource } from '../src/source/ipfs-source.js';
@@ -365,12 +366,16 @@ describe('faults', () => {
     assert.deepEqual(mountsUnder(join(scratch, 'mnt', 'hostile')), []);
   });
 
-  it('a wrong TOC digest is refused', async () => {
+  it('a wrong TOC digest is refused, also for a layer whose TOC was fetched ahead of its mount', async () => {
     const b = corpus.blobs.find((x) => x.name === 'tree-cs4096')!;
     const cid = kubo.add(readFileSync(join(corpusDir, b.blob)));
-    await assert.rejects(
-      openLayer(new IpfsBlobSource(cid, client), { digest: 'sha256:x', tocDigest: 'sha256:' + '0'.repeat(64), prefetchSize: 0, noPrefetch: true, noBackgroundFetch: true, opaqueXattr: 'trusted' }, { cache, scheduler, log }),
-      (err: unknown) => isSgError(err, 'TOC_DIGEST_MISMATCH'),
-    );
+    const source = new IpfsBlobSource(cid, client);
+    const opts = { digest: 'sha256:x', tocDigest: 'sha256:' + '0'.repeat(64), prefetchSize: 0, noPrefetch: true, noBackgroundFetch: true, opaqueXattr: 'trusted' as const };
+    await assert.rejects(openLayer(source, opts, { cache, scheduler, log }), (err: unknown) => isSgError(err, 'TOC_DIGEST_MISMATCH'));
+    const ahead = await openEstargz(source);
+    await assert.rejects(openLayer(source, { ...opts, resolved: ahead }, { cache, scheduler, log }), (err: unknown) => isSgError(err, 'TOC_DIGEST_MISMATCH'));
+    const ok = await openLayer(source, { ...opts, tocDigest: b.tocDigest, resolved: ahead }, { cache, scheduler, log });
+    assert.equal(ok.estargz, ahead, 'the TOC fetched ahead is used once its digest matches');
+    ok.close();
   });
 });

@@ -10,6 +10,7 @@ import type { Logger } from '../log/logger.js';
 import type { BlobSource } from '../source/blob-source.js';
 import type { RemoteLayers } from '../snapshotter/remote.js';
 import { mountLayer, type Mounted } from '../fuse/mount.js';
+import { openEstargz, type Estargz } from '../estargz/index.js';
 import { openLayer, type LayerDeps, type OpenedLayer } from './open-layer.js';
 
 export const LAYER_LABEL = {
@@ -18,7 +19,13 @@ export const LAYER_LABEL = {
   stargzDigest: 'containerd.io/snapshot/remote/stargz.digest',
   prefetch: 'containerd.io/snapshot/remote/stargz.prefetch',
   skipVerify: 'containerd.io/snapshot/remote/stargz.skipverify',
+  stargzLayers: 'containerd.io/snapshot/remote/stargz.layers',
+  criImageLayers: 'containerd.io/snapshot/cri.image-layers',
+  urls: 'containerd.io/snapshot/remote/urls',
 } as const;
+
+/** How long a neighbour resolved ahead waits for its own Prepare (upstream's resolve_result_entry_ttl_sec). */
+const RESOLVED_TTL_MS = 120_000;
 
 export type SourceResolver = (labels: Readonly<Record<string, string>>, signal?: AbortSignal) => Promise<BlobSource>;
 
@@ -40,6 +47,11 @@ export interface LayerMountsOptions {
 
 export class LayerMounts implements RemoteLayers {
   private readonly entries = new Map<string, Entry>();
+  /**
+   * Neighbour layers being resolved ahead of their own Prepare (spec §1.0 step 5), by
+   * layer digest and urls label: blob found, footer and TOC fetched and parsed.
+   */
+  private readonly resolved = new Map<string, { readonly at: number; readonly p: Promise<Estargz> }>();
 
   constructor(private readonly opts: LayerMountsOptions) {}
 
@@ -57,7 +69,9 @@ export class LayerMounts implements RemoteLayers {
     if (!digest) throw new SgError('INVALID_ARGUMENT', 'no layer digest label', { mountpoint });
     const tocDigest = this.expectedTocDigest(labels, digest);
     const started = Date.now();
-    const source = await this.opts.resolveSource(labels, signal);
+    this.resolveNeighbours(labels, digest);
+    const resolved = await this.takeResolved(digest, labels[LAYER_LABEL.urls]);
+    const source = resolved?.source ?? (await this.opts.resolveSource(labels, signal));
     const prefetchLabel = Number(labels[LAYER_LABEL.prefetch]);
     const opened = await openLayer(
       source,
@@ -68,6 +82,7 @@ export class LayerMounts implements RemoteLayers {
         noPrefetch: config.noprefetch,
         noBackgroundFetch: config.no_background_fetch,
         fetchAlignBytes: config.blob.chunk_size,
+        resolved,
         opaqueXattr: this.opts.opaqueXattr,
         signal,
       },
@@ -86,7 +101,7 @@ export class LayerMounts implements RemoteLayers {
       throw err;
     }
     this.entries.set(mountpoint, { digest, opened, mounted, labels, lastCheck: Date.now() });
-    this.opts.log.info('layer mounted', { layer: digest, blob: source.describe, mountpoint, ms: Date.now() - started });
+    this.opts.log.info('layer mounted', { layer: digest, blob: source.describe, mountpoint, ms: Date.now() - started, resolvedAhead: resolved !== undefined });
   }
 
   async check(mountpoint: string, labels: Readonly<Record<string, string>>): Promise<void> {
@@ -123,6 +138,37 @@ export class LayerMounts implements RemoteLayers {
     this.entries.delete(mountpoint);
     e.opened.close();
     await e.mounted.unmount();
+  }
+
+  /**
+   * Starts resolving the layers named beside this one (the layers label, each with its
+   * `remote/urls.<i>`), so that their own Prepare, which containerd sends one after the
+   * other, finds the TOC already fetched and parsed. Their TOC digests are checked then,
+   * against their own labels; nothing is mounted or served before.
+   */
+  private resolveNeighbours(labels: Readonly<Record<string, string>>, self: string): void {
+    const now = Date.now();
+    for (const [key, r] of this.resolved) if (now - r.at > RESOLVED_TTL_MS) this.resolved.delete(key);
+    const list = (labels[LAYER_LABEL.stargzLayers] ?? labels[LAYER_LABEL.criImageLayers] ?? '').split(',');
+    list.forEach((digest, i) => {
+      const urls = labels[`${LAYER_LABEL.urls}.${i}`];
+      if (!urls || !digest || digest === self) return;
+      const key = `${digest} ${urls}`;
+      if (this.resolved.has(key) || [...this.entries.values()].some((e) => e.digest === digest)) return;
+      const p = this.opts.resolveSource({ ...labels, [LAYER_LABEL.urls]: urls }).then((source) => openEstargz(source));
+      // A failure here is only a missed head start: the layer's own Prepare resolves again.
+      p.catch((err: unknown) => this.opts.log.debug('neighbour layer not resolved ahead', { layer: digest, err }));
+      this.resolved.set(key, { at: now, p });
+    });
+  }
+
+  /** The layer resolved ahead under these urls, if that worked; taken, so used once. */
+  private async takeResolved(digest: string, urls: string | undefined): Promise<Estargz | undefined> {
+    const key = `${digest} ${urls}`;
+    const r = this.resolved.get(key);
+    if (!r) return undefined;
+    this.resolved.delete(key);
+    return r.p.catch(() => undefined);
   }
 
   /** The TOC digest to verify against, or undefined when verification is explicitly off. */
