@@ -3,7 +3,8 @@
 # Idempotent: what is already present at the pinned version is kept.
 #   Debian: containerd (1.6) + runc, fuse3 (`fusermount`, the test harness's fallback for
 #           detaching mounts), busybox-static (test images), jq, curl,
-#           iproute2, golang-go + the estargz 0.12 Go sources (the reference eStargz tool).
+#           iproute2, debootstrap (a real Debian image for the distro e2e test), golang-go +
+#           the estargz 0.12 Go sources (the reference eStargz tool).
 #   Kubo:   the IPFS node, built from the Go module proxy (Debian does not package it).
 #   containerd 2.2.9 (+ ctr, shim) and nerdctl 2.0.4 for the e2e compatibility tests, built
 #           from the Go module proxy into $(go env GOPATH)/sgipfs-tools/<tool>-<version>/.
@@ -14,7 +15,7 @@ cd "$(dirname "$0")/.."
 KUBO_VERSION=0.42.0
 CONTAINERD2_VERSION=2.2.9
 NERDCTL_VERSION=2.0.4
-APT_PACKAGES=(containerd runc fuse3 busybox-static jq curl iproute2 golang-go golang-github-containerd-stargz-snapshotter-dev)
+APT_PACKAGES=(containerd runc fuse3 busybox-static jq curl iproute2 debootstrap golang-go golang-github-containerd-stargz-snapshotter-dev)
 
 log() { printf '[install] %s\n' "$*" >&2; }
 
