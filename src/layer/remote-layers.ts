@@ -69,7 +69,6 @@ export class LayerMounts implements RemoteLayers {
     if (!digest) throw new SgError('INVALID_ARGUMENT', 'no layer digest label', { mountpoint });
     const tocDigest = this.expectedTocDigest(labels, digest);
     const started = Date.now();
-    this.resolveNeighbours(labels, digest);
     const resolved = await this.takeResolved(digest, labels[LAYER_LABEL.urls]);
     const source = resolved?.source ?? (await this.opts.resolveSource(labels, signal));
     const prefetchLabel = Number(labels[LAYER_LABEL.prefetch]);
@@ -88,6 +87,9 @@ export class LayerMounts implements RemoteLayers {
       },
       this.opts.deps,
     );
+    // Once this layer's own TOC is in: resolving the next ones earlier would only compete
+    // with it for the IPFS node and this event loop.
+    this.resolveNeighbours(labels, digest);
     let mounted: Mounted;
     try {
       signal.throwIfAborted();
