@@ -69,7 +69,8 @@ export class LayerMounts implements RemoteLayers {
     if (!digest) throw new SgError('INVALID_ARGUMENT', 'no layer digest label', { mountpoint });
     const tocDigest = this.expectedTocDigest(labels, digest);
     const started = Date.now();
-    const resolved = await this.takeResolved(digest, labels[LAYER_LABEL.urls]);
+    const resolved = await this.takeResolved(digest, labels[LAYER_LABEL.urls], signal);
+    signal.throwIfAborted();
     const source = resolved?.source ?? (await this.opts.resolveSource(labels, signal));
     const prefetchLabel = Number(labels[LAYER_LABEL.prefetch]);
     const opened = await openLayer(
@@ -164,13 +165,26 @@ export class LayerMounts implements RemoteLayers {
     });
   }
 
-  /** The layer resolved ahead under these urls, if that worked; taken, so used once. */
-  private async takeResolved(digest: string, urls: string | undefined): Promise<Estargz | undefined> {
+  /**
+   * The layer resolved ahead under these urls, if that worked; taken, so used once. Waiting
+   * for it ends with the Prepare's own signal (the caller then fails on that signal).
+   */
+  private async takeResolved(digest: string, urls: string | undefined, signal: AbortSignal): Promise<Estargz | undefined> {
     const key = `${digest} ${urls}`;
     const r = this.resolved.get(key);
     if (!r) return undefined;
     this.resolved.delete(key);
-    return r.p.catch(() => undefined);
+    let onAbort = () => {};
+    const aborted = new Promise<undefined>((resolve) => {
+      onAbort = () => resolve(undefined);
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    });
+    try {
+      return await Promise.race([r.p.catch(() => undefined), aborted]);
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
   }
 
   /** The TOC digest to verify against, or undefined when verification is explicitly off. */
