@@ -4,7 +4,7 @@
  * is checked against its descriptor's size and digest. Layers are not read, only named.
  * The CLI's pull and the daemon share this resolver.
  */
-import { SgError } from '../errors.js';
+import { SgError, isSgError } from '../errors.js';
 import { parseIpfsRef } from './cid.js';
 import {
   ipfsDescriptor,
@@ -58,11 +58,16 @@ export async function resolveImage(client: IpfsClient, ref: string, opts: Resolv
   const { signal } = opts;
   const blobs = new Map<string, Uint8Array>();
 
+  // One `cat` of the size the descriptor names, no `stat` first: a blob that is shorter is
+  // refused by the node (the range passes its end), one that is longer fails the digest.
   const readDocument = async (d: IpfsDescriptor, where: string): Promise<Uint8Array> => {
     if (d.size > maxBytes) throw new SgError('TOO_LARGE', `${where} is larger than allowed`, { where, cid: d.cid, size: d.size, limit: maxBytes });
-    const { size } = await client.stat(d.cid, signal);
-    if (size !== d.size) throw new SgError('CORRUPT', `${where} size differs from its descriptor`, { where, cid: d.cid, digest: d.digest, size: d.size, actual: size });
-    const bytes = await client.cat(d.cid, 0, size, signal);
+    const bytes = await client.cat(d.cid, 0, d.size, signal).catch((err: unknown) => {
+      if (isSgError(err, 'INVALID_ARGUMENT') && err.context.available !== undefined) {
+        throw new SgError('CORRUPT', `${where} size differs from its descriptor`, { where, cid: d.cid, digest: d.digest, size: d.size, actual: err.context.available });
+      }
+      throw err;
+    });
     verifyBlob(bytes, d, where);
     blobs.set(d.digest, bytes);
     return bytes;
