@@ -88,9 +88,6 @@ export class LayerMounts implements RemoteLayers {
       },
       this.opts.deps,
     );
-    // Once this layer's own TOC is in: resolving the next ones earlier would only compete
-    // with it for the IPFS node and this event loop.
-    this.resolveNeighbours(labels, digest);
     let mounted: Mounted;
     try {
       signal.throwIfAborted();
@@ -104,6 +101,10 @@ export class LayerMounts implements RemoteLayers {
       throw err;
     }
     this.entries.set(mountpoint, { digest, opened, mounted, labels, lastCheck: Date.now() });
+    // Only now: resolving the next layers while this one is fetched and mounted would compete
+    // with it for the IPFS node and this event loop, and containerd sends their Prepare only
+    // after this one has returned.
+    this.resolveNeighbours(labels, digest);
     this.opts.log.info('layer mounted', { layer: digest, blob: source.describe, mountpoint, ms: Date.now() - started, resolvedAhead: resolved !== undefined });
   }
 
