@@ -22,7 +22,7 @@ import {
   type IpfsDescriptor,
   type Platform,
 } from './oci.js';
-import { formatPlatform, hostPlatform, selectManifest } from './platform.js';
+import { formatPlatform, hostPlatform, platformMatches, selectManifest } from './platform.js';
 import type { IpfsClient } from './rpc-client.js';
 
 export interface ResolveOptions {
@@ -86,12 +86,7 @@ export async function resolveImage(client: IpfsClient, ref: string, opts: Resolv
     const chosen = selectManifest(index.manifests, want);
     if (!chosen) {
       const available = index.manifests.map((m) => (m.platform ? formatPlatform(m.platform) : 'unknown')).join(', ') || 'none';
-      throw new SgError('NOT_FOUND', `no manifest for platform ${formatPlatform(want)}; available: ${available}`, {
-        cid: target.cid,
-        digest: target.digest,
-        platform: formatPlatform(want),
-        available,
-      });
+      throw noManifestFor(want, available, target);
     }
     target = ipfsDescriptor(chosen, 'manifest descriptor');
   }
@@ -107,15 +102,17 @@ export async function resolveImage(client: IpfsClient, ref: string, opts: Resolv
   // config, as containerd's pull does: an image for another platform is not unpacked.
   if (!index && config.os && config.architecture) {
     const own = { os: config.os, architecture: config.architecture, ...(config.variant && { variant: config.variant }) };
-    if (!selectManifest([{ ...manifestDescriptor, platform: own }], want)) {
-      throw new SgError('NOT_FOUND', `no manifest for platform ${formatPlatform(want)}; available: ${formatPlatform(own)}`, {
-        cid: manifestDescriptor.cid,
-        digest: manifestDescriptor.digest,
-        platform: formatPlatform(want),
-        available: formatPlatform(own),
-      });
-    }
+    if (!platformMatches(own, want)) throw noManifestFor(want, formatPlatform(own), manifestDescriptor);
   }
   const layers = manifest.layers.map((l, i) => ipfsDescriptor(l, `layer ${i} descriptor`));
   return { rootCid, rootDescriptor, ...(index && { index }), manifestDescriptor, manifest, configDescriptor, config, layers, blobs };
+}
+
+function noManifestFor(want: Platform, available: string, d: IpfsDescriptor): SgError {
+  return new SgError('NOT_FOUND', `no manifest for platform ${formatPlatform(want)}; available: ${available}`, {
+    cid: d.cid,
+    digest: d.digest,
+    platform: formatPlatform(want),
+    available,
+  });
 }

@@ -57,6 +57,11 @@ export function selectManifest(manifests: readonly Descriptor[], want: Platform)
   return best?.d;
 }
 
+/** Whether an image for `have` runs on `want` (the test `selectManifest` applies to each entry). */
+export function platformMatches(have: Platform, want: Platform): boolean {
+  return matchScore(normalize(have), normalize(want)) !== undefined;
+}
+
 function normalize(p: Platform): Platform {
   const alias = ARCH_ALIASES[p.architecture.toLowerCase()];
   const architecture = alias?.architecture ?? p.architecture.toLowerCase();
