@@ -166,8 +166,7 @@ export class ChunkReader {
       missing.push(i);
     }
     for (const group of this.groups(want, missing)) {
-      const run = group.map((i) => want[i]!);
-      const fetched = this.fetchGroup(run, signal, keep, this.neighbours(run));
+      const fetched = this.fetchGroup(group.map((i) => want[i]!), signal, keep);
       group.forEach((i, k) => (out[i] = fetched[k]!));
     }
     return Promise.all(out);
@@ -213,18 +212,14 @@ export class ChunkReader {
   }
 
   /**
-   * Chunks that come along with a fetch of `run` once it is widened to the fetch
+   * Chunks that come along with a fetch of [start, end) once it is widened to the fetch
    * granularity: wholly inside the added margins, and nowhere else yet. (A run covers its
-   * own range without gaps, so only the margins can hold other chunks.)
+   * own range without gaps, so only the margins can hold other chunks.) `seen`: the run's.
    */
-  private neighbours(run: readonly Wanted[]): Chunk[] {
+  private neighbours(start: number, end: number, seen: Set<string>): Chunk[] {
     const align = this.opts.fetchAlignBytes ?? 0;
     const within = this.opts.chunksWithin;
     if (align <= 0 || !within) return [];
-    const chunks = run.map((w) => w.node.chunks[w.index]!);
-    const start = Math.min(...chunks.map((c) => c.offset));
-    const end = Math.max(...chunks.map((c) => c.compressedEnd));
-    const seen = new Set(chunks.map((c) => c.digest));
     const margins = [...within(Math.floor(start / align) * align, start), ...within(end, Math.ceil(end / align) * align)];
     return margins.filter((c) => {
       if (seen.has(c.digest) || this.memory.has(c.digest) || this.inflight.has(c.digest) || this.opts.cache.has(c.digest)) return false;
@@ -234,16 +229,18 @@ export class ChunkReader {
   }
 
   /**
-   * One ranged read for a run of chunks; each chunk is decoded, verified, cached. A reader
-   * (keep) gets the bytes as soon as they are verified while the cache write goes on; the
-   * chunk stays in flight until it is stored, so nobody fetches it again meanwhile.
-   * Background work (not keep) resolves only once the chunk is stored.
+   * One ranged read for a run of chunks, widened by its neighbours; each chunk is decoded,
+   * verified, cached. A reader (keep) gets the bytes as soon as they are verified while the
+   * cache write goes on; the chunk stays in flight until it is stored, so nobody fetches it
+   * again meanwhile. Background work (not keep) resolves only once the chunk is stored.
    */
-  private fetchGroup(run: readonly Wanted[], signal: AbortSignal | undefined, keep: boolean, extras: readonly Chunk[] = []): Promise<Buffer>[] {
+  private fetchGroup(run: readonly Wanted[], signal: AbortSignal | undefined, keep: boolean): Promise<Buffer>[] {
     const chunks = run.map((w) => w.node.chunks[w.index]!);
-    const all = extras.length > 0 ? [...chunks, ...extras] : chunks;
-    const start = Math.min(...all.map((c) => c.offset));
-    const end = Math.max(...all.map((c) => c.compressedEnd));
+    const runStart = Math.min(...chunks.map((c) => c.offset));
+    const runEnd = Math.max(...chunks.map((c) => c.compressedEnd));
+    const extras = this.neighbours(runStart, runEnd, new Set(chunks.map((c) => c.digest)));
+    const start = Math.min(runStart, ...extras.map((c) => c.offset));
+    const end = Math.max(runEnd, ...extras.map((c) => c.compressedEnd));
     const started = Date.now();
     const bytes = this.opts.source.readRange(start, end - start, signal);
     const log = this.opts.log;
