@@ -75,8 +75,9 @@ export class BackgroundScheduler {
     // Quiet: full concurrency. Busy for long: one task alongside. Else wait for either.
     const allowed = quietIn <= 0 ? this.maxConcurrency : starvedIn <= 0 ? Math.min(1, this.maxConcurrency) : 0;
     if (this.running.size >= allowed) {
-      const wait = quietIn > 0 ? Math.min(quietIn, Math.max(starvedIn, 0) || quietIn) : 0;
-      if (wait > 0 && Number.isFinite(wait)) {
+      // Not quiet yet: look again when it is, or when the starvation guard opens first.
+      const wait = quietIn <= 0 ? 0 : starvedIn > 0 ? Math.min(quietIn, starvedIn) : quietIn;
+      if (wait > 0) {
         clearTimeout(this.timer);
         this.timer = setTimeout(() => this.kick(), wait);
       }
