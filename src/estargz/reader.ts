@@ -68,6 +68,13 @@ interface TocPlace {
   readonly maxTocBytes: number;
 }
 
+/** TOC_DIGEST_MISMATCH unless `actual` is the `expected` TOC digest (none expected: any). */
+export function checkTocDigest(blob: string, expected: string | undefined, actual: string): void {
+  if (expected !== undefined && expected !== actual) {
+    throw new SgError('TOC_DIGEST_MISMATCH', 'TOC digest does not match the expected digest', { blob, expected, actual });
+  }
+}
+
 export async function openEstargz(source: BlobSource, opts: OpenOptions = {}): Promise<Estargz> {
   const { signal } = opts;
   if (opts.tocDigest !== undefined && !DIGEST.test(opts.tocDigest)) {
@@ -211,9 +218,7 @@ async function loadToc(
     signal,
   );
   const tocDigest = 'sha256:' + hash.digest('hex');
-  if (expected !== undefined && expected !== tocDigest) {
-    throw new SgError('TOC_DIGEST_MISMATCH', 'TOC digest does not match the expected digest', { blob, expected, actual: tocDigest });
-  }
+  checkTocDigest(blob, expected, tocDigest);
   try {
     return { tocDigest, read: withBlob(blob, () => toc.finish()) };
   } catch (err) {

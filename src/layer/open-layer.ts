@@ -4,8 +4,7 @@
  * the whole-layer background fetch (spec §3.11–3.12).
  */
 import { setMaxListeners } from 'node:events';
-import { SgError } from '../errors.js';
-import { openEstargz, type Chunk, type ChunkTable, type Estargz, type LayerModel } from '../estargz/index.js';
+import { checkTocDigest, openEstargz, type Chunk, type ChunkTable, type Estargz, type LayerModel } from '../estargz/index.js';
 import type { BlobSource } from '../source/blob-source.js';
 import type { ChunkCache } from '../cache/chunk-cache.js';
 import type { Logger } from '../log/logger.js';
@@ -54,7 +53,13 @@ export async function openLayer(source: BlobSource, opts: OpenLayerOptions, deps
   const log = deps.log.child({ layer: opts.digest });
   // A mount is foreground work: background fetching waits until things are quiet.
   deps.scheduler.foreground();
-  const estargz = opts.resolved ? checkedToc(opts.resolved, opts.tocDigest) : await openEstargz(source, { tocDigest: opts.tocDigest, signal: opts.signal });
+  let estargz: Estargz;
+  if (opts.resolved) {
+    checkTocDigest(source.describe, opts.tocDigest, opts.resolved.tocDigest);
+    estargz = opts.resolved;
+  } else {
+    estargz = await openEstargz(source, { tocDigest: opts.tocDigest, signal: opts.signal });
+  }
   const { model } = estargz;
   // Gzip members available so far, by their first chunk: chunks of one member count once.
   const seen = new Uint8Array(model.chunks.count);
@@ -117,13 +122,6 @@ export async function openLayer(source: BlobSource, opts: OpenLayerOptions, deps
     }
   }
   return { layer, estargz, prefetched, close: () => closed.abort(new Error('layer closed')) };
-}
-
-function checkedToc(estargz: Estargz, expected: string | undefined): Estargz {
-  if (expected !== undefined && expected !== estargz.tocDigest) {
-    throw new SgError('TOC_DIGEST_MISMATCH', 'TOC digest does not match the expected digest', { blob: estargz.source.describe, expected, actual: estargz.tocDigest });
-  }
-  return estargz;
 }
 
 /** Chunks [from, to) of the layer, in blob order. */
