@@ -36,16 +36,21 @@ export async function mountDevice(fd: number, mountpoint: string): Promise<void>
   await run('mount', ['-i', '-t', 'fuse.stargz', '-o', options.join(','), 'stargz', mountpoint], ['ignore', 'ignore', 'pipe', fd]);
 }
 
-/** The topmost mount at `mountpoint` (an absolute path without symlinks), if any. */
-export async function findMount(mountpoint: string): Promise<MountEntry | undefined> {
-  let found: MountEntry | undefined;
+/** Every mount of this process's namespace, from /proc/self/mountinfo, in mount order. */
+export async function mountTable(): Promise<(MountEntry & { readonly mountpoint: string })[]> {
+  const out: (MountEntry & { readonly mountpoint: string })[] = [];
   for (const line of (await readFile('/proc/self/mountinfo', 'utf8')).split('\n')) {
     const f = line.split(' ');
-    if (unescapeMountinfo(f[4] ?? '') !== mountpoint) continue;
+    if (f[4] === undefined) continue;
     const sep = f.indexOf('-', 6);
-    found = { dev: f[2]!, fstype: f[sep + 1] ?? '' };
+    out.push({ mountpoint: unescapeMountinfo(f[4]), dev: f[2]!, fstype: f[sep + 1] ?? '' });
   }
-  return found;
+  return out;
+}
+
+/** The topmost mount at `mountpoint` (an absolute path without symlinks), if any. */
+export async function findMount(mountpoint: string): Promise<MountEntry | undefined> {
+  return (await mountTable()).findLast((m) => m.mountpoint === mountpoint);
 }
 
 /**
