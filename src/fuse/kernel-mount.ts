@@ -125,4 +125,4 @@ function run(cmd: string, args: string[], stdio: StdioOptions): Promise<void> {
 }
 
 /** A mountinfo path field as a path (mountinfo octal-escapes space, tab, newline, backslash). */
-export const unescapeMountinfo = (s: string): string => s.replace(/\\(\d{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+const unescapeMountinfo = (s: string): string => s.replace(/\\(\d{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
