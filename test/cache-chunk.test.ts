@@ -280,3 +280,47 @@ test('getRange: a piece of a verified chunk read from disk; an entry from before
   assert.equal(cache.has(d), false);
   await cache.close();
 });
+
+test('assemble: entries concatenated under the digest of the whole, checked; a wrong digest or a missing part stores nothing', async () => {
+  const dir = newDir();
+  const cache = await ChunkCache.open({ dir, maxBytes: 1 << 24 });
+  const parts = [randomBytes(70_000), randomBytes(70_000), randomBytes(1234)];
+  for (const p of parts) await cache.put(digestOf(p), p);
+  const whole = Buffer.concat(parts);
+  assert.equal(await cache.assemble(digestOf(whole), parts.map(digestOf)), true);
+  assert.deepEqual(readFileSync(pathOf(dir, digestOf(whole))), whole);
+  assert.equal(await cache.verifiedPath(digestOf(whole)), pathOf(dir, digestOf(whole)));
+
+  // A TOC that names another file's digest for these chunks must not plant them there.
+  const other = digestOf(randomBytes(10));
+  assert.equal(await cache.assemble(other, parts.map(digestOf)), false);
+  assert.equal(cache.has(other), false);
+  assert.equal(existsSync(pathOf(dir, other)), false);
+  const missing = [digestOf(parts[0]!), digestOf(randomBytes(5))];
+  assert.equal(await cache.assemble(digestOf(Buffer.concat([parts[0]!, randomBytes(5)])), missing), false);
+  assert.deepEqual(
+    readdirSync(join(dir, other.slice(7, 9))).filter((n) => n.endsWith('.tmp')),
+    [],
+    'no temp file left behind',
+  );
+  await cache.close();
+});
+
+test('verifiedPath: an entry from before a reopen is checked first, and a damaged one is deleted, not handed out', async () => {
+  const dir = newDir();
+  let cache = await ChunkCache.open({ dir, maxBytes: 1 << 24 });
+  const good = randomBytes(50_000);
+  const bad = randomBytes(50_000);
+  await cache.put(digestOf(good), good);
+  await cache.put(digestOf(bad), bad);
+  await cache.close();
+  const damaged = Buffer.from(bad);
+  damaged[100] = damaged[100]! ^ 1;
+  writeFileSync(pathOf(dir, digestOf(bad)), damaged);
+  cache = await ChunkCache.open({ dir, maxBytes: 1 << 24 });
+  assert.equal(await cache.verifiedPath(digestOf(good)), pathOf(dir, digestOf(good)));
+  assert.equal(await cache.verifiedPath(digestOf(bad)), undefined);
+  assert.equal(existsSync(pathOf(dir, digestOf(bad))), false);
+  assert.equal(cache.stats().corrupt, 1);
+  await cache.close();
+});

@@ -30,7 +30,7 @@ test('defaults equal upstream for every key of §4.2', () => {
     prefetch_chunk_size: 0, max_retries: 5, min_wait_msec: 30, max_wait_msec: 300000,
   });
   assert.deepEqual(c.directory_cache, { max_lru_cache_entry: 10, max_cache_fds: 10, sync_add: false, direct: true, fadv_dontneed: false });
-  assert.deepEqual(c.fuse, { attr_timeout: 1, entry_timeout: 1, passthrough: false, merge_buffer_size: 419430400, merge_worker_count: 10 });
+  assert.deepEqual(c.fuse, { attr_timeout: 1, entry_timeout: 1, passthrough: true, merge_buffer_size: 419430400, merge_worker_count: 10 });
   assert.deepEqual(c.snapshotter, { allow_invalid_mounts_on_restart: false });
   assert.deepEqual(c.fuse_manager, { enable: false, address: '/run/containerd-stargz-grpc/fuse-manager.sock', path: '', metrics_address: '' });
   assert.deepEqual(c.resolver, { request_timeout_sec: 30, host: {} });

@@ -12,12 +12,13 @@
  * Layout: `<dir>/<hex[0:2]>/<hex>`; writes go to a temp name beside it and are renamed in;
  * `<dir>/index.snapshot` exists only between a clean close and the next open.
  */
+import { createHash } from 'node:crypto';
 import fs, { unlinkSync } from 'node:fs';
 import { mkdir, rename, rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
-import { SgError } from '../errors.js';
+import { SgError, isSgError } from '../errors.js';
 import { sha256Hex } from '../sha256.js';
 import { quietLogger, type Logger } from '../log/logger.js';
 import { ByteLru } from './byte-lru.js';
@@ -60,6 +61,8 @@ export class ChunkCache {
   private readonly index: ByteLru;
   private readonly inflight = new Map<string, Promise<Uint8Array>>();
   private readonly writing = new Set<Promise<boolean>>();
+  /** Whole-entry checks under way for verifiedPath, one per entry. */
+  private readonly verifying = new Map<string, Promise<boolean>>();
   private readonly counters = { hits: 0, misses: 0, evictions: 0, corrupt: 0, writeErrors: 0 };
   private readonly snapshotPath: string;
   private closed = false;
@@ -160,6 +163,51 @@ export class ChunkCache {
     return pending;
   }
 
+  /**
+   * The path of the entry's file once its bytes are known to match its name, for a
+   * reader that opens the file itself (FUSE passthrough). An entry not yet verified in
+   * this run is checked first when it is at most `verifyNowBytes`; a larger one is
+   * checked in the background and undefined returned meanwhile. The file may be evicted
+   * and deleted at any time after; an open file stays readable.
+   */
+  async verifiedPath(digest: string, verifyNowBytes = 16 << 20): Promise<string | undefined> {
+    const hex = hexOf(digest);
+    const v = this.index.get(hex);
+    if (v === undefined) return undefined;
+    if (v < 0) {
+      let check = this.verifying.get(hex);
+      if (!check) {
+        check = this.read(hex, v, 0, sizeOf(v)).then((bytes) => bytes !== undefined);
+        this.verifying.set(hex, check);
+        void check.finally(() => this.verifying.delete(hex));
+      }
+      if (sizeOf(v) > verifyNowBytes || !(await check)) return undefined;
+    }
+    // The whole entry is served from disk, by whoever opens it.
+    this.counters.hits++;
+    return this.pathOf(hex);
+  }
+
+  /**
+   * Stores the concatenation of cached entries `parts` as the entry `digest` (a whole file
+   * from its chunks), checking the result against `digest` as it is written. False when a
+   * part is missing or damaged, the bytes do not match, or storing is off; never throws.
+   */
+  assemble(digest: string, parts: readonly string[]): Promise<boolean> {
+    const hex = hexOf(digest);
+    const v = this.index.peek(hex);
+    if (v !== undefined && v >= 0) return Promise.resolve(true);
+    if (this.closed || Date.now() < this.storingOffUntil) return Promise.resolve(false);
+    const pending = this.writeAssembled(hex, parts.map(hexOf)).finally(() => this.writing.delete(pending));
+    this.writing.add(pending);
+    return pending;
+  }
+
+  /** Settles once the writes in flight now have ended. */
+  async writesDone(): Promise<void> {
+    await Promise.allSettled(this.writing);
+  }
+
   stats(): ChunkCacheStats {
     return { ...this.counters, entries: this.index.count, bytes: this.index.bytes, maxBytes: this.maxBytes };
   }
@@ -250,6 +298,41 @@ export class ChunkCache {
     return true;
   }
 
+  private async writeAssembled(hex: string, parts: readonly string[]): Promise<boolean> {
+    const tmp = `${this.pathOf(hex)}.${this.tmpSeq++}.tmp`;
+    const hash = createHash('sha256');
+    let fd: number | undefined;
+    let size = 0;
+    try {
+      fd = await openFd(tmp, 'wx');
+      for (const part of parts) {
+        const v = this.index.peek(part);
+        const bytes = v === undefined ? undefined : await this.read(part, v, 0, sizeOf(v));
+        if (!bytes) throw new SgError('NOT_FOUND', 'a part is no longer cached', { part: `sha256:${part}` });
+        hash.update(bytes);
+        await writeAll(fd, bytes, size);
+        size += bytes.length;
+      }
+      await closeFd(fd);
+      fd = undefined;
+      const actual = hash.digest('hex');
+      if (actual !== hex) throw new SgError('CORRUPT', 'assembled bytes do not match their digest', { digest: `sha256:${hex}`, actual: `sha256:${actual}`, size });
+      await rename(tmp, this.pathOf(hex));
+    } catch (err) {
+      if (fd !== undefined) await closeFd(fd).catch(() => undefined);
+      await rm(tmp, { force: true }).catch(() => undefined);
+      if (isSgError(err)) this.log.warn('cannot assemble cache entry', { digest: `sha256:${hex}`, err });
+      else this.writeFailed(err);
+      return false;
+    }
+    if (size > this.maxBytes) {
+      this.unlink(hex);
+      return false;
+    }
+    this.index.set(hex, verified(size));
+    return true;
+  }
+
   /** Stops storing for a while, with one warning per pause: reads go on from the source. */
   private writeFailed(err: unknown): void {
     this.counters.writeErrors++;
@@ -309,12 +392,17 @@ const closeFd = promisify(fs.close);
 async function writeExact(path: string, bytes: Uint8Array): Promise<void> {
   const fd = await openFd(path, 'wx');
   try {
-    for (let done = 0; done < bytes.length; ) {
-      const { bytesWritten } = await writeFd(fd, bytes, done, bytes.length - done, done);
-      done += bytesWritten;
-    }
+    await writeAll(fd, bytes, 0);
   } finally {
     await closeFd(fd);
+  }
+}
+
+/** All of `bytes` at `position` of the open file. */
+async function writeAll(fd: number, bytes: Uint8Array, position: number): Promise<void> {
+  for (let done = 0; done < bytes.length; ) {
+    const { bytesWritten } = await writeFd(fd, bytes, done, bytes.length - done, position + done);
+    done += bytesWritten;
   }
 }
 

@@ -80,7 +80,7 @@ export async function run(args: string[]): Promise<number> {
       },
       { cache: rt.cache, scheduler: rt.scheduler, log },
     );
-    const mounted = await mountLayer(opened.layer, dir, { attrTimeoutSec: config.fuse.attr_timeout, entryTimeoutSec: config.fuse.entry_timeout, log });
+    const mounted = await mountLayer(opened.layer, dir, { attrTimeoutSec: config.fuse.attr_timeout, entryTimeoutSec: config.fuse.entry_timeout, passthrough: config.fuse.passthrough, log });
     process.stdout.write(`mounted ${dir}\n`);
     await new Promise<void>((done) => {
       process.once('SIGINT', () => done());

@@ -63,7 +63,7 @@ export const TABLES = {
   fuse: {
     attr_timeout: int(1),
     entry_timeout: int(1),
-    passthrough: bool(false),
+    passthrough: bool(true),
     merge_buffer_size: int(419430400, 1),
     merge_worker_count: int(10, 1),
   },

@@ -10,8 +10,9 @@ import type { Logger } from '../log/logger.js';
 import { isSgError } from '../errors.js';
 import { EBADF, ENODATA, ENOENT, ENOSYS, ERANGE, EROFS, toErrno } from './errno.js';
 import { NodeTable } from './node-table.js';
+import { PassthroughOpens } from './passthrough-opens.js';
 import {
-  FOPEN_CACHE_DIR, FOPEN_KEEP_CACHE, FOPEN_NOFLUSH, OP_NAMES, Op, WRITE_OPS,
+  FOPEN_CACHE_DIR, FOPEN_KEEP_CACHE, FOPEN_NOFLUSH, FOPEN_PASSTHROUGH, OP_NAMES, Op, WRITE_OPS,
   attrOut, cString, dirents, entryOut, openOut, parseRead, readU64, statfsOut, xattrSizeOut,
   type DirEntryOut, type Validity,
 } from './protocol.js';
@@ -25,6 +26,8 @@ export interface BridgeOptions extends Validity {
 
 /** Layer files never change: keep their pages across opens, and skip FLUSH on close. */
 const FILE_OPEN_FLAGS = FOPEN_KEEP_CACHE | FOPEN_NOFLUSH;
+/** The kernel refuses KEEP_CACHE with passthrough (the backing file's pages are used). */
+const PASSTHROUGH_OPEN_FLAGS = FOPEN_PASSTHROUGH | FOPEN_NOFLUSH;
 const DIR_OPEN_FLAGS = FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR;
 /** Linux's O_ACCMODE (not in fs.constants). */
 const O_ACCMODE = 3;
@@ -34,6 +37,8 @@ export class Bridge implements Handler {
   /** Open directories: a listing taken at OPENDIR, so READDIR offsets stay stable. */
   private readonly dirs = new Map<number, DirEntryOut[]>();
   private nextDirHandle = 1;
+  /** Set once INIT agreed to passthrough (the session knows only after the mount). */
+  private passthrough: PassthroughOpens | undefined;
 
   constructor(
     private readonly fs: LayerFs,
@@ -79,11 +84,14 @@ export class Bridge implements Handler {
         this.trace(op, path);
         if ((body.readUInt32LE(0) & O_ACCMODE) !== constants.O_RDONLY) return session.fail(unique, EROFS);
         fs.open(path);
-        return session.reply(unique, openOut(0, FILE_OPEN_FLAGS));
+        return this.open(path, req);
       }
       case Op.READ:
         return this.read(path, req);
       case Op.RELEASE:
+        this.trace(op, path);
+        if (this.passthroughOpens()?.release(req.nodeid)) fs.released(path);
+        return session.reply(unique);
       case Op.FLUSH:
       case Op.ACCESS:
         // access(2) for writing is refused by the read-only mount before it gets here.
@@ -138,6 +146,25 @@ export class Bridge implements Handler {
     const nodeid = this.nodes.idOf(attr.ino);
     this.nodes.lookedUp(nodeid, path);
     this.session.reply(unique, entryOut(nodeid, attr, this.opts));
+  }
+
+  private open(path: string, req: Request): void {
+    const { unique } = req;
+    const passthrough = this.passthroughOpens();
+    if (!passthrough) return this.session.reply(unique, openOut(0, FILE_OPEN_FLAGS));
+    passthrough.acquire(req.nodeid, path).then(
+      (id) => {
+        if (id !== undefined) this.trace('passthrough', path, { backingId: id });
+        this.session.reply(unique, id === undefined ? openOut(0, FILE_OPEN_FLAGS) : openOut(0, PASSTHROUGH_OPEN_FLAGS, id));
+      },
+      (err: unknown) => this.failed('open', path, unique, err),
+    );
+  }
+
+  private passthroughOpens(): PassthroughOpens | undefined {
+    const backing = this.session.passthrough;
+    if (backing && !this.passthrough) this.passthrough = new PassthroughOpens(backing, (p) => this.fs.wholeFile(p), this.opts.log);
+    return this.passthrough;
   }
 
   private read(path: string, req: Request): void {

@@ -26,6 +26,11 @@ export interface MountOptions {
   readaheadKiB?: number;
   /** Logs every op at debug when true (decided once, not per op). */
   traceOps?: boolean;
+  /**
+   * FUSE passthrough ([fuse] passthrough; kernel >= 6.9): a file whose bytes the layer
+   * has whole on local disk is opened on that file, and the kernel reads it without us.
+   */
+  passthrough?: boolean;
 }
 
 export interface Mounted {
@@ -57,7 +62,7 @@ export async function mountLayer(fs: LayerFs, mountpoint: string, opts: MountOpt
   await clearStaleMount(real, log);
   await mkdir(real, { recursive: true });
   const fd = openDevice();
-  const session = new Session(fd, { maxPages: MAX_PAGES, maxBackground: MAX_BACKGROUND, log });
+  const session = new Session(fd, { maxPages: MAX_PAGES, maxBackground: MAX_BACKGROUND, passthrough: opts.passthrough, log });
   try {
     const bridge = new Bridge(fs, session, {
       entrySec: Math.max(opts.entryTimeoutSec, 1),

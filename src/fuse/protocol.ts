@@ -64,11 +64,20 @@ export const InitFlag = {
   PARALLEL_DIROPS: 1 << 18,
   MAX_PAGES: 1 << 22,
   CACHE_SYMLINKS: 1 << 23,
+  /** The flags go on in flags2 (the upper 32 bits). */
+  INIT_EXT: 1 << 30,
+} as const;
+
+/** Bits of flags2 (bit n is the kernel's flag 1 << (32 + n)). */
+export const InitFlag2 = {
+  PASSTHROUGH: 1 << 5,
 } as const;
 
 export const FOPEN_KEEP_CACHE = 1 << 1;
 export const FOPEN_CACHE_DIR = 1 << 3;
 export const FOPEN_NOFLUSH = 1 << 5;
+/** Reads go to the backing file named by the reply's backing id. */
+export const FOPEN_PASSTHROUGH = 1 << 7;
 
 /** The kernel refuses a read buffer smaller than this plus max_write. */
 export const MIN_READ_BUFFER = 8192;
@@ -136,10 +145,14 @@ export interface InitIn {
   readonly minor: number;
   readonly maxReadahead: number;
   readonly flags: number;
+  /** Zero unless the kernel set INIT_EXT in flags. */
+  readonly flags2: number;
 }
 
 export function parseInit(body: Buffer): InitIn {
-  return { major: body.readUInt32LE(0), minor: body.readUInt32LE(4), maxReadahead: body.readUInt32LE(8), flags: body.readUInt32LE(12) };
+  const flags = body.readUInt32LE(12);
+  const flags2 = flags & InitFlag.INIT_EXT && body.length >= 20 ? body.readUInt32LE(16) : 0;
+  return { major: body.readUInt32LE(0), minor: body.readUInt32LE(4), maxReadahead: body.readUInt32LE(8), flags, flags2 };
 }
 
 export interface InitOut {
@@ -149,6 +162,9 @@ export interface InitOut {
   readonly congestionThreshold: number;
   readonly maxWrite: number;
   readonly maxPages: number;
+  readonly flags2: number;
+  /** How deep in a filesystem stack a passthrough backing file may sit (0 without passthrough). */
+  readonly maxStackDepth: number;
 }
 
 export function initOut(o: InitOut): Buffer {
@@ -162,6 +178,8 @@ export function initOut(o: InitOut): Buffer {
   b.writeUInt32LE(o.maxWrite, 20);
   b.writeUInt32LE(1, 24); // time_gran: nanoseconds
   b.writeUInt16LE(o.maxPages, 28);
+  b.writeUInt32LE(o.flags2 >>> 0, 32);
+  b.writeUInt32LE(o.maxStackDepth, 36);
   return b;
 }
 
@@ -224,10 +242,11 @@ export function attrOut(attr: Attr, v: Validity): Buffer {
   return b;
 }
 
-export function openOut(fh: number, openFlags: number): Buffer {
+export function openOut(fh: number, openFlags: number, backingId = 0): Buffer {
   const b = Buffer.alloc(16);
   writeI64(b, 0, fh);
   b.writeUInt32LE(openFlags, 8);
+  b.writeInt32LE(backingId, 12);
   return b;
 }
 

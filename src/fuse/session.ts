@@ -6,10 +6,11 @@
  */
 import { closeSync, readSync, writeSync, writevSync } from 'node:fs';
 import type { Logger } from '../log/logger.js';
+import { BackingFiles } from './backing.js';
 import { watchReadable } from './fd-watch.js';
 import { EIO, EPROTO } from './errno.js';
 import {
-  IN_HEADER_SIZE, InitFlag, KERNEL_MAJOR, MIN_READ_BUFFER, OUT_HEADER_SIZE, Op,
+  IN_HEADER_SIZE, InitFlag, InitFlag2, KERNEL_MAJOR, MIN_READ_BUFFER, OUT_HEADER_SIZE, Op,
   initOut, outHeader, parseHeader, parseInit, readU64, type RequestHeader,
 } from './protocol.js';
 
@@ -30,6 +31,8 @@ export interface SessionOptions {
   readonly maxPages: number;
   /** Background requests (readahead) the kernel keeps in flight. */
   readonly maxBackground: number;
+  /** Ask for FUSE passthrough (kernel >= 6.9), so that opens may name backing files. */
+  readonly passthrough?: boolean;
   readonly log: Logger;
 }
 
@@ -50,6 +53,8 @@ export class Session {
   /** Resolves once INIT is answered; rejects if the connection ends before. */
   readonly initialized: Promise<void>;
   private initDone!: (err?: Error) => void;
+  /** Set at INIT when the kernel agreed to passthrough. */
+  private backingFiles: BackingFiles | undefined;
 
   constructor(
     private readonly fd: number,
@@ -160,6 +165,11 @@ export class Session {
     }
   }
 
+  /** Backing files for passthrough opens, once INIT agreed to them; else undefined. */
+  get passthrough(): BackingFiles | undefined {
+    return this.backingFiles;
+  }
+
   private init(req: Request): void {
     const k = parseInit(req.body);
     if (k.major !== KERNEL_MAJOR) {
@@ -168,18 +178,25 @@ export class Session {
       return;
     }
     const maxBackground = this.opts.maxBackground;
+    const passthrough = this.opts.passthrough === true && (k.flags2 & InitFlag2.PASSTHROUGH) !== 0;
+    const flags = (k.flags & WANTED_FLAGS) | (passthrough ? InitFlag.INIT_EXT : 0);
     this.reply(
       req.unique,
       initOut({
         maxReadahead: k.maxReadahead,
-        flags: k.flags & WANTED_FLAGS,
+        flags,
         maxBackground,
         congestionThreshold: Math.ceil((maxBackground * 3) / 4),
         maxWrite: MAX_WRITE,
         maxPages: this.opts.maxPages,
+        flags2: passthrough ? InitFlag2.PASSTHROUGH : 0,
+        // Backing files on a plain filesystem only: the mount then sits one level deep,
+        // and overlayfs stacked on it (containerd's rootfs) stays within the kernel's two.
+        maxStackDepth: passthrough ? 1 : 0,
       }),
     );
-    this.opts.log.debug('FUSE connection initialised', { protocol: `${k.major}.${k.minor}`, flags: (k.flags & WANTED_FLAGS).toString(16) });
+    if (passthrough) this.backingFiles = new BackingFiles(this.fd);
+    this.opts.log.debug('FUSE connection initialised', { protocol: `${k.major}.${k.minor}`, flags: flags.toString(16), passthrough });
     this.initDone();
   }
 

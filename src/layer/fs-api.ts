@@ -40,6 +40,13 @@ export interface LayerFs {
   listxattr(path: string): readonly string[];
   /** Checks that `path` is a readable regular file. */
   open(path: string): void;
+  /**
+   * A local file holding exactly this regular file's bytes, verified, if there is one now
+   * (for FUSE passthrough); never fetches. Undefined otherwise.
+   */
+  wholeFile(path: string): Promise<string | undefined>;
+  /** The kernel closed its last open of `path` (a moment to prepare a whole file). */
+  released(path: string): void;
   /** Up to `length` bytes at `offset` (fewer only at end of file); rejects with SgError. */
   read(path: string, offset: number, length: number): Promise<Buffer>;
   statfs(): StatFs;

@@ -12,6 +12,7 @@ import { NO_PREFETCH_LANDMARK, OPAQUE_MARKER, PREFETCH_LANDMARK, ROOT_ID, WHITEO
 import type { Logger } from '../log/logger.js';
 import type { Attr, DirEntry, LayerFs, StatFs } from './fs-api.js';
 import type { ChunkReader } from './chunk-reader.js';
+import type { WholeFiles } from './whole-files.js';
 
 export const STATE_DIR = '.stargz-snapshotter';
 const STATE_DIR_INO = 1;
@@ -35,6 +36,8 @@ export interface LayerOptions {
   readonly log: Logger;
   /** Compressed bytes of the blob this layer has available so far (for the state file). */
   readonly fetchedSize: () => number;
+  /** Whole-file cache entries for FUSE passthrough; none: reads always come here. */
+  readonly wholeFiles?: WholeFiles;
 }
 
 /** The state file's fields, in upstream's order. */
@@ -116,6 +119,17 @@ export class Layer implements LayerFs {
     if (t.kind === 'state-file') return;
     if (t.kind === 'node' && t.node.type === 'reg') return;
     throw new SgError('INVALID_ARGUMENT', 'not a regular file', { path });
+  }
+
+  async wholeFile(path: string): Promise<string | undefined> {
+    const t = this.resolve(path);
+    if (t.kind !== 'node' || !this.opts.wholeFiles) return undefined;
+    return this.opts.wholeFiles.pathOf(t.node);
+  }
+
+  released(path: string): void {
+    const t = this.resolve(path);
+    if (t.kind === 'node') this.opts.wholeFiles?.assembleWhenCached(t.node);
   }
 
   async read(path: string, offset: number, length: number): Promise<Buffer> {

@@ -9,6 +9,7 @@ import type { BlobSource } from '../source/blob-source.js';
 import type { ChunkCache } from '../cache/chunk-cache.js';
 import type { Logger } from '../log/logger.js';
 import { ChunkReader, type Wanted } from './chunk-reader.js';
+import { WholeFiles } from './whole-files.js';
 import { Layer } from './layer.js';
 import type { BackgroundScheduler } from './background-scheduler.js';
 
@@ -82,7 +83,8 @@ export async function openLayer(source: BlobSource, opts: OpenLayerOptions, deps
       fetched += c.compressedEnd - c.offset;
     },
   });
-  const layer = new Layer(estargz, reader, { digest: opts.digest, opaqueXattr: opts.opaqueXattr, log, fetchedSize: () => fetched });
+  const wholeFiles = new WholeFiles(deps.cache, log);
+  const layer = new Layer(estargz, reader, { digest: opts.digest, opaqueXattr: opts.opaqueXattr, log, fetchedSize: () => fetched, wholeFiles });
 
   const closed = new AbortController();
   // Every chunk of a batch listens on it while inflating.

@@ -94,6 +94,7 @@ export class LayerMounts implements RemoteLayers {
       mounted = await mountLayer(opened.layer, mountpoint, {
         attrTimeoutSec: config.fuse.attr_timeout,
         entryTimeoutSec: config.fuse.entry_timeout,
+        passthrough: config.fuse.passthrough,
         log: this.opts.log.child({ layer: digest }),
       });
     } catch (err) {
