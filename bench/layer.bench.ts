@@ -116,9 +116,10 @@ async function seqAndRandom(scratch: string, kubo: KuboNode, procs: Set<ChildPro
   let coldCat = Infinity;
   let last: MountProc | undefined;
   for (let round = 0; round < ROUNDS; round++) {
+    // The previous mount first: it may still be assembling the file it read (stop waits).
+    await last?.stop();
     dropCaches();
     coldCat = Math.min(coldCat, timed(() => execFileSync('curl', ['-sSf', '-o', '/dev/null', '-X', 'POST', catUrl])));
-    await last?.stop();
     const m = await startMount(mountArgs(join(scratch, `root${round}`), join(scratch, `mnt${round}`)), env, procs);
     last = m;
     dropCaches();
