@@ -9,7 +9,7 @@ const root = new URL('..', import.meta.url).pathname;
 const headers = join(dirname(process.execPath), '..', 'include', 'node');
 const cc = process.env.CC || 'cc';
 
-for (const name of ['fd-watch', 'fuse-backing']) {
+for (const name of ['fd-watch', 'fuse-backing', 'fuse-mount']) {
   const source = join(root, `native/${name}.c`);
   const output = join(root, `build/${name}.node`);
   if (existsSync(output) && statSync(output).mtimeMs >= statSync(source).mtimeMs) continue;

@@ -1,16 +1,17 @@
 /**
- * The kernel side of a FUSE mount: mount(8) given our /dev/fuse descriptor, the mount
+ * The kernel side of a FUSE mount: mount(2) of our /dev/fuse descriptor, the mount
  * table (/proc/self/mountinfo), detaching with escalation (plain, lazy, then aborting a
  * connection whose server hangs), and the mount's readahead. Needs root: mount(2) of
  * FUSE without fusermount takes CAP_SYS_ADMIN. Every child is bounded by a timeout.
  */
-import { spawn, type StdioOptions } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { constants, openSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import type { Logger } from '../log/logger.js';
 import { SgError, errorMessage } from '../errors.js';
+import { loadAddon } from './addon.js';
 
-/** mount(8) and umount(8) return in milliseconds; a stuck one is killed after this. */
+/** umount(8) returns in milliseconds; a stuck one is killed after this. */
 const COMMAND_TIMEOUT_MS = 10_000;
 const CONNECTIONS = '/sys/fs/fuse/connections';
 
@@ -25,15 +26,27 @@ export function openDevice(): number {
   return openSync('/dev/fuse', constants.O_RDWR | constants.O_NONBLOCK);
 }
 
-/**
- * Mounts connection `fd` at `mountpoint` read-only, as mount(2) with `fd=` would; -i keeps
- * mount(8) from calling a mount.fuse helper, which would take "stargz" for a command.
- */
-export async function mountDevice(fd: number, mountpoint: string): Promise<void> {
+/** mount(2) flags: read-only, no setuid, no device files. */
+const MS_RDONLY = 1;
+const MS_NOSUID = 2;
+const MS_NODEV = 4;
+
+/** Mounts connection `fd` at `mountpoint` read-only with mount(2) (native/fuse-mount.c). */
+export function mountDevice(fd: number, mountpoint: string): void {
   const uid = process.getuid?.() ?? 0;
   const gid = process.getgid?.() ?? 0;
-  const options = ['ro', 'nosuid', 'nodev', 'fd=3', 'rootmode=40000', `user_id=${uid}`, `group_id=${gid}`, 'allow_other'];
-  await run('mount', ['-i', '-t', 'fuse.stargz', '-o', options.join(','), 'stargz', mountpoint], ['ignore', 'ignore', 'pipe', fd]);
+  const data = [`fd=${fd}`, 'rootmode=40000', `user_id=${uid}`, `group_id=${gid}`, 'allow_other'].join(',');
+  try {
+    loadAddon<{ mount(source: string, target: string, fstype: string, flags: number, data: string): void }>('fuse-mount').mount(
+      'stargz',
+      mountpoint,
+      'fuse.stargz',
+      MS_RDONLY | MS_NOSUID | MS_NODEV,
+      data,
+    );
+  } catch (err) {
+    throw new SgError('IO', `mount failed: ${errorMessage(err)}`, { mountpoint, errno: (err as NodeJS.ErrnoException).code }, { cause: err });
+  }
 }
 
 /** Every mount of this process's namespace, from /proc/self/mountinfo, in mount order. */
@@ -75,7 +88,7 @@ export async function abortConnection(dev: string, log: Logger): Promise<void> {
   const abort = `${CONNECTIONS}/${major * 2 ** 20 + minor}/abort`;
   try {
     // fusectl lists the connections; mount it where the init system did not.
-    if (!(await findMount(CONNECTIONS))) await run('mount', ['-t', 'fusectl', 'fusectl', CONNECTIONS], 'ignore');
+    if (!(await findMount(CONNECTIONS))) await run('mount', ['-t', 'fusectl', 'fusectl', CONNECTIONS]);
     await writeFile(abort, '1');
     log.warn('aborted a FUSE connection that did not unmount', { dev });
   } catch (err) {
@@ -97,7 +110,7 @@ export async function setReadahead(dev: string, kib: number, log: Logger): Promi
 
 async function attempt(args: string[], log: Logger): Promise<boolean> {
   try {
-    await run('umount', args, 'ignore');
+    await run('umount', args);
     return true;
   } catch (err) {
     log.debug('umount failed', { args, err: errorMessage(err) });
@@ -106,9 +119,9 @@ async function attempt(args: string[], log: Logger): Promise<boolean> {
 }
 
 /** Runs `cmd` to completion; rejects with its stderr on failure or after the timeout. */
-function run(cmd: string, args: string[], stdio: StdioOptions): Promise<void> {
+function run(cmd: string, args: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: stdio === 'ignore' ? ['ignore', 'ignore', 'pipe'] : stdio });
+    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => child.kill('SIGKILL'), COMMAND_TIMEOUT_MS);

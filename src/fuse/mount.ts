@@ -70,7 +70,7 @@ export async function mountLayer(fs: LayerFs, mountpoint: string, opts: MountOpt
       log,
       trace: opts.traceOps ?? log.enabled('debug'),
     });
-    await mountDevice(fd, real);
+    mountDevice(fd, real);
     // /dev/fuse polls as an error until mounted: watch only now (INIT is queued meanwhile).
     session.start(bridge);
   } catch (err) {
