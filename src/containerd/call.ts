@@ -3,9 +3,9 @@
  * a deadline, and the one translation of gRPC status codes into SgError codes (the client
  * side of containerd's errdefs/grpc.go).
  */
-import * as grpc from '@grpc/grpc-js';
 import { SgError, type ErrorCode, type ErrorContext } from '../errors.js';
-import type { GenericClient } from './proto.js';
+import { GrpcError, Status, statusName, type Metadata } from './grpc-h2.js';
+import type { ServiceClient } from './proto.js';
 
 /** Where calls go and what they are scoped to. */
 export interface Session {
@@ -18,47 +18,50 @@ export interface Session {
 /** Unary calls move little data; a longer wait means containerd is stuck. */
 export const UNARY_TIMEOUT_MS = 60_000;
 
-const CODES: Partial<Record<grpc.status, ErrorCode>> = {
-  [grpc.status.NOT_FOUND]: 'NOT_FOUND',
-  [grpc.status.ALREADY_EXISTS]: 'ALREADY_EXISTS',
-  [grpc.status.FAILED_PRECONDITION]: 'FAILED_PRECONDITION',
-  [grpc.status.INVALID_ARGUMENT]: 'INVALID_ARGUMENT',
-  [grpc.status.OUT_OF_RANGE]: 'INVALID_ARGUMENT',
-  [grpc.status.UNAVAILABLE]: 'UNAVAILABLE',
-  [grpc.status.DEADLINE_EXCEEDED]: 'TIMEOUT',
-  [grpc.status.CANCELLED]: 'ABORTED',
-  [grpc.status.ABORTED]: 'ABORTED',
-  [grpc.status.DATA_LOSS]: 'CORRUPT',
+const CODES: Partial<Record<number, ErrorCode>> = {
+  [Status.NOT_FOUND]: 'NOT_FOUND',
+  [Status.ALREADY_EXISTS]: 'ALREADY_EXISTS',
+  [Status.FAILED_PRECONDITION]: 'FAILED_PRECONDITION',
+  [Status.INVALID_ARGUMENT]: 'INVALID_ARGUMENT',
+  [Status.OUT_OF_RANGE]: 'INVALID_ARGUMENT',
+  [Status.UNAVAILABLE]: 'UNAVAILABLE',
+  [Status.DEADLINE_EXCEEDED]: 'TIMEOUT',
+  [Status.CANCELLED]: 'ABORTED',
+  [Status.ABORTED]: 'ABORTED',
+  [Status.DATA_LOSS]: 'CORRUPT',
 };
 
-export function metadata(s: Session): grpc.Metadata {
-  const md = new grpc.Metadata();
-  md.set('containerd-namespace', s.namespace);
-  if (s.lease !== undefined) md.set('containerd-lease', s.lease);
-  return md;
+export function metadata(s: Session): Metadata {
+  return s.lease === undefined ? { 'containerd-namespace': s.namespace } : { 'containerd-namespace': s.namespace, 'containerd-lease': s.lease };
 }
-
-const isServiceError = (err: unknown): err is grpc.ServiceError =>
-  err instanceof Error && typeof (err as { code?: unknown }).code === 'number' && 'details' in err;
 
 /** `call` names the method (`content.Info`); `ctx` adds what it was about (digest, ref, name). */
 export function toSgError(err: unknown, call: string, s: Session, ctx: ErrorContext = {}): SgError {
   if (err instanceof SgError) return err;
   const context = { ...ctx, call, namespace: s.namespace, address: s.address };
-  if (!isServiceError(err)) return new SgError('IO', `containerd ${call}: ${err instanceof Error ? err.message : String(err)}`, context, { cause: err });
-  const code = CODES[err.code as grpc.status] ?? 'IO';
-  const details = (err.details || grpc.status[err.code]).replace(/\s*Resolution note:\s*$/, '');
-  // Only grpc-js's own connection failure means "cannot reach": containerd also answers UNAVAILABLE, e.g. for a locked ingest ref.
+  if (!(err instanceof GrpcError)) return new SgError('IO', `containerd ${call}: ${err instanceof Error ? err.message : String(err)}`, context, { cause: err });
+  const code = CODES[err.code] ?? 'IO';
+  const details = err.details || statusName(err.code);
+  // Only the transport's own connection failure means "cannot reach": containerd also answers UNAVAILABLE, e.g. for a locked ingest ref.
   const message = /^No connection established/.test(details) ? `cannot reach containerd at ${s.address}: ${details}` : `containerd ${call}: ${details}`;
-  return new SgError(code, message, { ...context, grpcCode: grpc.status[err.code] }, { cause: err });
+  return new SgError(code, message, { ...context, grpcCode: statusName(err.code) }, { cause: err });
 }
 
-type UnaryFn = (req: object, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => grpc.ClientUnaryCall;
-
-export function unary<T>(client: GenericClient, method: string, req: object, s: Session, call: string, ctx: ErrorContext = {}): Promise<T> {
-  return new Promise((resolve, reject) => {
-    (client[method] as UnaryFn).call(client, req, metadata(s), { deadline: Date.now() + UNARY_TIMEOUT_MS }, (err, res) =>
-      err ? reject(toSgError(err, call, s, ctx)) : resolve(res as T),
-    );
-  });
+export async function unary<T>(
+  client: ServiceClient,
+  method: string,
+  req: object,
+  s: Session,
+  call: string,
+  ctx: ErrorContext = {},
+  timeoutMs = UNARY_TIMEOUT_MS,
+): Promise<T> {
+  const m = client.methods[method];
+  if (!m) throw new SgError('INVALID_ARGUMENT', `containerd ${call}: no such method`, { method });
+  try {
+    const reply = await client.channel.unary(m.path, m.requestSerialize(req), metadata(s), timeoutMs);
+    return m.responseDeserialize(reply) as T;
+  } catch (err) {
+    throw toSgError(err, call, s, ctx);
+  }
 }

@@ -2,12 +2,12 @@
  * A client of containerd's own API on its socket, scoped to one namespace. Content writes
  * can be scoped to a lease too: `content(lease)`.
  */
-import type * as grpc from '@grpc/grpc-js';
 import type { Session } from './call.js';
 import { ContentStore } from './content.js';
 import { ImageStore } from './images.js';
 import { LeaseManager } from './leases.js';
-import { serviceClient, type GenericClient, type ServiceName } from './proto.js';
+import { GrpcChannel } from './grpc-h2.js';
+import { serviceClient } from './proto.js';
 
 export const DEFAULT_CONTAINERD_ADDRESS = '/run/containerd/containerd.sock';
 
@@ -21,27 +21,16 @@ export interface Containerd {
   close(): void;
 }
 
-/** A containerd message can carry a whole small blob; raise grpc-js's 4 MiB receive limit a little. */
-const CHANNEL_OPTIONS: grpc.ChannelOptions = { 'grpc.max_receive_message_length': 16 << 20 };
-
-/** `address`: a unix socket path or any gRPC target. Connects lazily, on the first call. */
+/** `address`: a unix socket path or `host:port`. Connects lazily, on the first call. */
 export function connectContainerd(address: string, namespace: string): Containerd {
-  const target = address.startsWith('/') ? `unix:${address}` : address;
-  const clients = new Map<ServiceName, GenericClient>();
-  const client = (name: ServiceName): GenericClient => {
-    let c = clients.get(name);
-    if (!c) clients.set(name, (c = serviceClient(name, target, CHANNEL_OPTIONS)));
-    return c;
-  };
+  const channel = new GrpcChannel(address);
   const session: Session = { address, namespace };
   return {
     address,
     namespace,
-    content: (lease) => new ContentStore(client('content'), lease === undefined ? session : { ...session, lease }),
-    images: new ImageStore(client('images'), session),
-    leases: new LeaseManager(client('leases'), session),
-    close: () => {
-      for (const c of clients.values()) c.close();
-    },
+    content: (lease) => new ContentStore(serviceClient('content', channel), lease === undefined ? session : { ...session, lease }),
+    images: new ImageStore(serviceClient('images', channel), session),
+    leases: new LeaseManager(serviceClient('leases', channel), session),
+    close: () => channel.close(),
   };
 }

@@ -6,10 +6,9 @@
  * store already has is refused with AlreadyExists, which for us is success.
  */
 import { addAbortSignal, Readable } from 'node:stream';
-import type * as grpc from '@grpc/grpc-js';
 import { SgError } from '../errors.js';
 import { metadata, toSgError, unary, type Session } from './call.js';
-import type { GenericClient } from './proto.js';
+import type { ServiceClient } from './proto.js';
 
 export type Labels = Readonly<Record<string, string>>;
 
@@ -51,7 +50,7 @@ const WRITE_WINDOW = 3;
 
 export class ContentStore {
   constructor(
-    private readonly client: GenericClient,
+    private readonly client: ServiceClient,
     private readonly session: Session,
   ) {}
 
@@ -72,20 +71,21 @@ export class ContentStore {
   read(digest: string, opts: ReadOptions = {}): Readable {
     const { offset = 0, length } = opts;
     const s = this.session;
-    const call = (this.client.Read as (req: object, md: grpc.Metadata) => grpc.ClientReadableStream<{ data: Buffer }>).call(
-      this.client,
-      { digest, offset, size: length ?? 0 },
-      metadata(s),
-    );
+    const m = this.client.methods.Read!;
+    const call = this.client.channel.serverStream(m.path, m.requestSerialize({ digest, offset, size: length ?? 0 }), metadata(s));
     async function* bytes(): AsyncGenerator<Buffer> {
       let got = 0;
       try {
-        for await (const msg of call as AsyncIterable<{ data: Buffer }>) {
+        for await (const raw of call.messages) {
+          const msg = m.responseDeserialize(raw) as { data: Buffer };
           got += msg.data.length;
           if (msg.data.length > 0) yield msg.data;
         }
       } catch (err) {
         throw toSgError(err, 'content.Read', s, { digest, offset });
+      } finally {
+        // A reader that stopped early (or was aborted) ends the call.
+        call.cancel();
       }
       if (length !== undefined && got !== length) {
         throw new SgError('CORRUPT', 'containerd content.Read ended early', { digest, offset, length, got, namespace: s.namespace });
@@ -116,17 +116,19 @@ export class ContentStore {
   ): Promise<WriteResult> {
     const s = this.session;
     const ctx = { ref, digest: expected.digest, size: expected.size };
-    const call = (this.client.Write as (md: grpc.Metadata) => grpc.ClientDuplexStream<object, WireWriteResponse>).call(this.client, metadata(s));
-    const replies = (call as AsyncIterable<WireWriteResponse>)[Symbol.asyncIterator]();
+    const m = this.client.methods.Write!;
+    const call = this.client.channel.duplex(m.path, metadata(s));
+    const replies = call.messages();
     const reply = async (): Promise<WireWriteResponse> => {
       const r = await replies.next();
       if (r.done) throw new SgError('IO', 'containerd closed the content write stream early', ctx);
-      return r.value;
+      return m.responseDeserialize(r.value) as WireWriteResponse;
     };
+    const send = (req: object) => call.write(m.requestSerialize(req));
     const onAbort = () => call.cancel();
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      call.write({ action: 'STAT', ref, total: expected.size, expected: expected.digest });
+      send({ action: 'STAT', ref, total: expected.size, expected: expected.digest });
       await reply();
       let offset = 0;
       const inFlight: number[] = [];
@@ -138,12 +140,12 @@ export class ContentStore {
       for await (const piece of pieces(data, expected.size)) {
         offset += piece.length;
         if (offset > expected.size) throw new SgError('INVALID_ARGUMENT', 'content is longer than its descriptor', ctx);
-        call.write({ action: 'WRITE', ref, offset: offset - piece.length, data: piece });
+        send({ action: 'WRITE', ref, offset: offset - piece.length, data: piece });
         inFlight.push(offset);
         if (inFlight.length >= WRITE_WINDOW) await settle();
       }
       while (inFlight.length > 0) await settle();
-      call.write({ action: 'COMMIT', ref, offset, total: expected.size, expected: expected.digest, labels });
+      send({ action: 'COMMIT', ref, offset, total: expected.size, expected: expected.digest, labels });
       const done = await reply();
       if (done.offset !== expected.size || done.digest !== expected.digest) {
         throw new SgError('CORRUPT', 'containerd committed other content than expected', { ...ctx, stored: done.offset, storedDigest: done.digest });

@@ -2,7 +2,7 @@
 import { SgError } from '../errors.js';
 import { unary, type Session } from './call.js';
 import type { Labels } from './content.js';
-import type { GenericClient } from './proto.js';
+import type { ServiceClient } from './proto.js';
 
 /** The descriptor an image record points at (containerd keeps no `urls` or platform here). */
 export interface ImageTarget {
@@ -26,7 +26,7 @@ interface WireImage {
 
 export class ImageStore {
   constructor(
-    private readonly client: GenericClient,
+    private readonly client: ServiceClient,
     private readonly session: Session,
   ) {}
 

@@ -5,14 +5,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import { unary, type Session } from './call.js';
-import type { GenericClient } from './proto.js';
+import type { ServiceClient } from './proto.js';
 
 /** containerd's GC drops an expired lease (and what only it held) on its own. */
 export const EXPIRE_LABEL = 'containerd.io/gc.expire';
 
 export class LeaseManager {
   constructor(
-    private readonly client: GenericClient,
+    private readonly client: ServiceClient,
     private readonly session: Session,
   ) {}
 

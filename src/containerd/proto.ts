@@ -9,15 +9,18 @@
  * @grpc/proto-loader's options keepCase, longs: Number, enums: String, defaults, oneofs.
  */
 import { createRequire } from 'node:module';
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import type * as protoLoader from '@grpc/proto-loader';
 import type * as Protobuf from 'protobufjs/light.js';
 import { API_JSON, API_SERVICES } from './api-descriptor.js';
+import type { GrpcChannel } from './grpc-h2.js';
 
 export const SERVICES = {
   content: 'containerd.services.content.v1.Content',
   images: 'containerd.services.images.v1.Images',
   leases: 'containerd.services.leases.v1.Leases',
+  snapshots: 'containerd.services.snapshots.v1.Snapshots',
+  diff: 'containerd.services.diff.v1.Diff',
 } as const;
 export type ServiceName = keyof typeof SERVICES;
 
@@ -97,10 +100,13 @@ export function loadApiProtos(files: readonly string[]): protoLoader.PackageDefi
   return out as unknown as protoLoader.PackageDefinition;
 }
 
-export type GenericClient = grpc.Client & Record<string, Function>;
+/** A client of one containerd service: its methods' paths and codecs, and the channel calls go on. */
+export interface ServiceClient {
+  readonly channel: GrpcChannel;
+  readonly methods: grpc.ServiceDefinition;
+}
 
-/** A client of one containerd service at `target` (e.g. `unix:/run/containerd/containerd.sock`). */
-export function serviceClient(name: ServiceName, target: string, options: grpc.ChannelOptions): GenericClient {
-  const Ctor = grpc.makeGenericClientConstructor(serviceDefinition(SERVICES[name]), SERVICES[name]);
-  return new Ctor(target, grpc.credentials.createInsecure(), options) as unknown as GenericClient;
+/** A client of containerd service `name` on `channel` (connections are the channel's). */
+export function serviceClient(name: ServiceName, channel: GrpcChannel): ServiceClient {
+  return { channel, methods: serviceDefinition(SERVICES[name]) };
 }

@@ -4,11 +4,8 @@
  * pull are safe from garbage collection until the image references them.
  */
 import { unary, type Session } from '../containerd/call.js';
-import type { GenericClient } from '../containerd/proto.js';
-import { snapshotsClient } from '../service/proto.js';
-
-/** As containerd/client.ts's channel options (a subchannel is shared only between equal options). */
-const CHANNEL_OPTIONS = { 'grpc.max_receive_message_length': 16 << 20 };
+import { GrpcChannel } from '../containerd/grpc-h2.js';
+import { serviceClient, type ServiceClient } from '../containerd/proto.js';
 
 export interface SnapshotMount {
   readonly type: string;
@@ -25,15 +22,14 @@ export interface SnapshotInfo {
 }
 
 export class ContainerdSnapshots {
-  private readonly client: GenericClient;
+  private readonly client: ServiceClient;
 
   constructor(
     address: string,
     private readonly session: Session,
     readonly snapshotter: string,
   ) {
-    // The same channel options as the other containerd clients, so that grpc-js shares one connection.
-    this.client = snapshotsClient(address.startsWith('/') ? `unix:${address}` : address, CHANNEL_OPTIONS) as GenericClient;
+    this.client = serviceClient('snapshots', new GrpcChannel(address));
   }
 
   async prepare(key: string, parent: string, labels: Readonly<Record<string, string>>): Promise<SnapshotMount[]> {
@@ -57,6 +53,6 @@ export class ContainerdSnapshots {
   }
 
   close(): void {
-    this.client.close();
+    this.client.channel.close();
   }
 }
