@@ -186,7 +186,8 @@ export async function run(): Promise<void> {
         `per-layer Prepare/mount ${layerMs.join(' + ')}, ` +
         `other containerd calls (lease, stats, documents, GC label, image record) ${m((s) => s.procMs - s.startupMs - s.layerMs.reduce((a, b) => a + b, 0))}, ` +
         `process spawn + exit ${m((s) => s.rpullWall - s.procMs)}] ` +
-        `+ ctr run ${m((s) => s.runWall)}; ${ipfsRequests} IPFS API requests, ${bytesMB.toFixed(3)} MB\n`,
+        `+ ctr run ${m((s) => s.runWall)} (full mode: rpull ${Math.round(median(full.map((s) => s.rpullWall)))} + ctr run ${Math.round(median(full.map((s) => s.runWall)))}); ` +
+        `${ipfsRequests} IPFS API requests, ${bytesMB.toFixed(3)} MB\n`,
     );
     process.stderr.write(`lazy requests of the last sample: ${JSON.stringify(countRequests(lazy.at(-1)!.paths))}\n`);
   } finally {

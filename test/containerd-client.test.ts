@@ -67,6 +67,17 @@ test('write a blob in many pieces under a lease, read it back whole and by range
   assert.ok(!(await client.leases.list()).includes(lease));
 });
 
+test('several large blobs written at once on one connection all land (flow control, not reset streams), and read back at once', async () => {
+  const blobs = [0, 1, 2, 3].map(() => randomBytes(24 * 1024 * 1024 + 77));
+  const lease = await client.leases.create('sgt', 120_000);
+  const content = client.content(lease);
+  const results = await Promise.all(blobs.map((b) => content.write(`sgt-par-${sha256(b)}`, { digest: sha256(b), size: b.length }, chunked(b, 64 * 1024))));
+  assert.deepEqual(results, blobs.map(() => ({ written: true })));
+  const back = await Promise.all(blobs.map((b) => collect(content.read(sha256(b)))));
+  for (let i = 0; i < blobs.length; i++) assert.ok(back[i]!.equals(blobs[i]!), `blob ${i} reads back`);
+  await client.leases.delete(lease);
+});
+
 test('writing a blob the store has is AlreadyExists, taken as success; its labels are set', async () => {
   const blob = Buffer.from('already there\n');
   const digest = sha256(blob);

@@ -124,11 +124,11 @@ export class ContentStore {
       if (r.done) throw new SgError('IO', 'containerd closed the content write stream early', ctx);
       return m.responseDeserialize(r.value) as WireWriteResponse;
     };
-    const send = (req: object) => call.write(m.requestSerialize(req));
+    const send = (req: object): Promise<void> => call.write(m.requestSerialize(req));
     const onAbort = () => call.cancel();
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      send({ action: 'STAT', ref, total: expected.size, expected: expected.digest });
+      await send({ action: 'STAT', ref, total: expected.size, expected: expected.digest });
       await reply();
       let offset = 0;
       const inFlight: number[] = [];
@@ -140,12 +140,12 @@ export class ContentStore {
       for await (const piece of pieces(data, expected.size)) {
         offset += piece.length;
         if (offset > expected.size) throw new SgError('INVALID_ARGUMENT', 'content is longer than its descriptor', ctx);
-        send({ action: 'WRITE', ref, offset: offset - piece.length, data: piece });
+        await send({ action: 'WRITE', ref, offset: offset - piece.length, data: piece });
         inFlight.push(offset);
         if (inFlight.length >= WRITE_WINDOW) await settle();
       }
       while (inFlight.length > 0) await settle();
-      send({ action: 'COMMIT', ref, offset, total: expected.size, expected: expected.digest, labels });
+      await send({ action: 'COMMIT', ref, offset, total: expected.size, expected: expected.digest, labels });
       const done = await reply();
       if (done.offset !== expected.size || done.digest !== expected.digest) {
         throw new SgError('CORRUPT', 'containerd committed other content than expected', { ...ctx, stored: done.offset, storedDigest: done.digest });

@@ -43,13 +43,15 @@ export class GrpcError extends Error {
   }
 }
 
+const SESSION_MEMORY_MB = 256;
 /** Largest message accepted from the server (containerd can send a whole small blob). */
 const MAX_MESSAGE = 16 << 20;
 
 export type Metadata = Readonly<Record<string, string>>;
 
 export interface DuplexCall {
-  write(message: Buffer): void;
+  /** Resolves once the stream takes more (HTTP/2 flow control: containerd reads at its pace). */
+  write(message: Buffer): Promise<void>;
   /** No more messages from us. */
   end(): void;
   cancel(): void;
@@ -83,7 +85,15 @@ export class GrpcChannel {
     const stream = this.open(path, md);
     const replies = readMessages(stream);
     return {
-      write: (m) => void stream.write(frame(m)),
+      write: (m) =>
+        stream.write(frame(m))
+          ? Promise.resolve()
+          : new Promise<void>((resolve) => {
+              // Closed instead of drained: the reply iterator reports why.
+              const done = () => (stream.off('drain', done), stream.off('close', done), resolve());
+              stream.on('drain', done);
+              stream.on('close', done);
+            }),
       end: () => void stream.end(),
       cancel: () => cancel(stream),
       messages: () => replies[Symbol.asyncIterator](),
@@ -111,9 +121,12 @@ export class GrpcChannel {
   private connection(): ClientHttp2Session {
     if (this.session && !this.session.closed && !this.session.destroyed) return this.session;
     const socketPath = this.target.startsWith('unix:') ? this.target.slice(5) : this.target.startsWith('/') ? this.target : undefined;
+    // Writes of several layers at once each keep a few MiB in flight: well over node:http2's
+    // default 10 MB per session, past which it resets streams.
+    const options = { maxSessionMemory: SESSION_MEMORY_MB };
     const session = socketPath
-      ? http2.connect('http://localhost', { createConnection: () => net.connect(socketPath) })
-      : http2.connect(`http://${this.target}`);
+      ? http2.connect('http://localhost', { ...options, createConnection: () => net.connect(socketPath) })
+      : http2.connect(`http://${this.target}`, options);
     // Errors reach the streams; a session that failed is replaced on the next call.
     session.on('error', () => undefined);
     session.on('close', () => {
@@ -197,8 +210,9 @@ async function* messagesOf(
   if (!status) {
     if (stream.rstCode === http2.constants.NGHTTP2_CANCEL) throw new GrpcError(Status.CANCELLED, 'cancelled');
     const httpStatus = httpStatusOf();
-    // The stream ended without trailers: the connection went away (or the peer is no gRPC server).
-    throw new GrpcError(Status.UNAVAILABLE, httpStatus === 0 ? 'No connection established: no response' : `connection lost: the reply ended without a gRPC status (HTTP ${httpStatus})`);
+    // The stream ended without trailers: reset, the connection went away, or no gRPC server.
+    const reset = stream.rstCode ? `, stream reset with HTTP/2 code ${stream.rstCode}` : '';
+    throw new GrpcError(Status.UNAVAILABLE, httpStatus === 0 ? `No connection established: no response${reset}` : `connection lost: the reply ended without a gRPC status (HTTP ${httpStatus}${reset})`);
   }
   if (pending.length > 0) throw new GrpcError(Status.INTERNAL, 'response ended inside a message');
   if (status.code !== Status.OK) throw new GrpcError(status.code, status.details);
