@@ -4,16 +4,15 @@
  *
  * Start-up matters here (every `rpull` pays it): the .proto files are not parsed at run time
  * but pre-parsed into api-descriptor.ts (gen-api-descriptor.ts; a test checks that it matches
- * the files), read with protobufjs' light build (one bundled file, no parser), and a
+ * the files), messages are encoded and decoded straight from it (proto-codec.ts), and a
  * service's definition is made only when asked for. Messages convert exactly as with
- * @grpc/proto-loader's options keepCase, longs: Number, enums: String, defaults, oneofs.
+ * @grpc/proto-loader's options keepCase, longs: Number, enums: String, defaults.
  */
-import { createRequire } from 'node:module';
 import type * as grpc from '@grpc/grpc-js';
 import type * as protoLoader from '@grpc/proto-loader';
-import type * as Protobuf from 'protobufjs/light.js';
 import { API_JSON, API_SERVICES } from './api-descriptor.js';
 import type { GrpcChannel } from './grpc-h2.js';
+import { messageType, type MessageType } from './proto-codec.js';
 
 export const SERVICES = {
   content: 'containerd.services.content.v1.Content',
@@ -24,40 +23,28 @@ export const SERVICES = {
 } as const;
 export type ServiceName = keyof typeof SERVICES;
 
-/** proto-loader's conversion options, as every client and server here used them. */
-const TO_OBJECT: Protobuf.IConversionOptions = {
-  // int64 sizes, offsets and timestamps: any real blob, disk or date fits a double exactly.
-  longs: Number,
-  enums: String,
-  defaults: true,
-  oneofs: true,
-};
-
-let root: Protobuf.Root | undefined;
-
-function apiRoot(): Protobuf.Root {
-  if (!root) {
-    // The bundled light build: one file to load instead of protobufjs' ~40 modules.
-    const protobuf = createRequire(import.meta.url)('protobufjs/dist/light/protobuf.min.js') as typeof Protobuf;
-    root = protobuf.Root.fromJSON(API_JSON as Protobuf.INamespace);
-  }
-  return root;
-}
-
 const services = new Map<string, grpc.ServiceDefinition>();
+
+interface JsonService {
+  readonly methods: Record<string, { readonly requestType: string; readonly responseType: string; readonly requestStream?: boolean; readonly responseStream?: boolean }>;
+}
 
 /** The gRPC definition of service `name` (e.g. `containerd.services.content.v1.Content`), made on first use. */
 export function serviceDefinition(name: string): grpc.ServiceDefinition {
   let def = services.get(name);
   if (!def) {
-    const service = apiRoot().lookupService(name);
+    const parts = name.split('.');
+    let json: unknown = API_JSON;
+    for (const p of parts) json = (json as { nested?: Record<string, unknown> } | undefined)?.nested?.[p];
+    const service = json as JsonService | undefined;
+    if (!service?.methods) throw new Error(`no service ${name} in the containerd API descriptor`);
+    const scope = parts.slice(0, -1).join('.');
     const methods: Record<string, grpc.MethodDefinition<object, object>> = {};
-    for (const m of service.methodsArray) {
-      m.resolve();
-      const req = m.resolvedRequestType!;
-      const res = m.resolvedResponseType!;
-      methods[m.name] = {
-        path: `/${name}/${m.name}`,
+    for (const [method, m] of Object.entries(service.methods)) {
+      const req = messageType(qualify(m.requestType, scope));
+      const res = messageType(qualify(m.responseType, scope));
+      methods[method] = {
+        path: `/${name}/${method}`,
         requestStream: !!m.requestStream,
         responseStream: !!m.responseStream,
         requestSerialize: serializer(req),
@@ -65,7 +52,7 @@ export function serviceDefinition(name: string): grpc.ServiceDefinition {
         responseSerialize: serializer(res),
         responseDeserialize: deserializer(res),
         // proto-loader's camelCase of the method name (all of containerd's are plain PascalCase).
-        originalName: m.name.charAt(0).toLowerCase() + m.name.slice(1),
+        originalName: method.charAt(0).toLowerCase() + method.slice(1),
       };
     }
     services.set(name, (def = methods as grpc.ServiceDefinition));
@@ -73,16 +60,21 @@ export function serviceDefinition(name: string): grpc.ServiceDefinition {
   return def;
 }
 
-function serializer(type: Protobuf.Type): (arg: object) => Buffer {
+/** A method's message type name as the full name (they are given relative to the service's package, or in full). */
+function qualify(typeName: string, scope: string): string {
+  if (typeName.includes('.')) return typeName.startsWith('.') ? typeName.slice(1) : typeName;
+  return `${scope}.${typeName}`;
+}
+
+function serializer(type: MessageType): (arg: object) => Buffer {
   return (arg) => {
     if (Array.isArray(arg)) throw new Error(`Failed to serialize message: expected object with ${type.name} structure, got array instead`);
-    const w = type.encode(type.fromObject(arg as Record<string, unknown>)).finish();
-    return Buffer.isBuffer(w) ? w : Buffer.from(w.buffer, w.byteOffset, w.byteLength);
+    return type.encode(arg as Record<string, unknown>);
   };
 }
 
-function deserializer(type: Protobuf.Type): (buf: Buffer) => object {
-  return (buf) => type.toObject(type.decode(buf), TO_OBJECT);
+function deserializer(type: MessageType): (buf: Buffer) => object {
+  return (buf) => type.decode(buf);
 }
 
 /**
