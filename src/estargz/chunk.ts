@@ -8,7 +8,7 @@
 import { SgError } from '../errors.js';
 import { sha256Hex } from '../sha256.js';
 import type { BlobSource } from '../source/blob-source.js';
-import { inflatePrefix } from './inflate.js';
+import { inflateChunk } from './inflate.js';
 import type { Chunk } from './toc.js';
 
 /** Message of the CORRUPT error for a chunk whose bytes do not match its digest. */
@@ -30,7 +30,7 @@ export function chunkRange(c: Chunk): { offset: number; length: number } {
 export async function decodeChunk(compressed: Uint8Array, c: Chunk, ctx: ChunkContext, signal?: AbortSignal): Promise<Buffer> {
   const context = { blob: ctx.blob, entry: ctx.entry, chunkOffset: c.chunkOffset, chunkSize: c.chunkSize, offset: c.offset };
   const wanted = c.innerOffset + c.chunkSize;
-  const out = (await inflatePrefix([compressed], () => wanted, wanted, context, signal, wanted)).subarray(c.innerOffset);
+  const out = (await inflateChunk(compressed, wanted, context, signal)).subarray(c.innerOffset);
   const actual = 'sha256:' + (await sha256Hex(out));
   if (actual !== c.digest) {
     throw new SgError('CORRUPT', CHUNK_DIGEST_MISMATCH, { ...context, expected: c.digest, actual });
