@@ -7,7 +7,7 @@ import { ContentStore } from './content.js';
 import { ImageStore } from './images.js';
 import { LeaseManager } from './leases.js';
 import { GrpcChannel } from './grpc-h2.js';
-import { serviceClient } from './proto.js';
+import { serviceClient, type ServiceClient, type ServiceName } from './proto.js';
 
 export const DEFAULT_CONTAINERD_ADDRESS = '/run/containerd/containerd.sock';
 
@@ -18,6 +18,9 @@ export interface Containerd {
   content(lease?: string): ContentStore;
   readonly images: ImageStore;
   readonly leases: LeaseManager;
+  /** A client of any other containerd service (snapshots, diff), on the same connection. */
+  service(name: ServiceName): ServiceClient;
+  /** Closes the one connection every client above uses. */
   close(): void;
 }
 
@@ -31,6 +34,7 @@ export function connectContainerd(address: string, namespace: string): Container
     content: (lease) => new ContentStore(serviceClient('content', channel), lease === undefined ? session : { ...session, lease }),
     images: new ImageStore(serviceClient('images', channel), session),
     leases: new LeaseManager(serviceClient('leases', channel), session),
+    service: (name) => serviceClient(name, channel),
     close: () => channel.close(),
   };
 }

@@ -5,8 +5,7 @@
  * `applier.Apply`. Loaded like the other services (proto/…/diff/v1/diff.proto).
  */
 import { unary, type Session } from './call.js';
-import { GrpcChannel } from './grpc-h2.js';
-import { serviceClient, type ServiceClient } from './proto.js';
+import type { ServiceClient } from './proto.js';
 
 export interface DiffDescriptor {
   readonly mediaType: string;
@@ -26,15 +25,11 @@ export interface DiffMount {
 const APPLY_TIMEOUT_MS = 30 * 60_000;
 
 export class DiffClient {
-  private readonly client: ServiceClient;
-
-  /** `address`: containerd's socket path or `host:port`. */
+  /** `client`: containerd's Diff service (`Containerd.service('diff')`). */
   constructor(
-    address: string,
+    private readonly client: ServiceClient,
     private readonly session: Session,
-  ) {
-    this.client = serviceClient('diff', new GrpcChannel(address));
-  }
+  ) {}
 
   /** Extracts the blob `desc` (already in the content store) onto `mounts`; resolves to the applied (uncompressed) descriptor. */
   async apply(desc: DiffDescriptor, mounts: readonly DiffMount[]): Promise<DiffDescriptor> {
@@ -45,9 +40,5 @@ export class DiffClient {
     };
     const res = await unary<{ applied: { media_type: string; digest: string; size: number } }>(this.client, 'Apply', req, this.session, 'diff.Apply', { digest: desc.digest }, APPLY_TIMEOUT_MS);
     return { mediaType: res.applied.media_type, digest: res.applied.digest, size: res.applied.size };
-  }
-
-  close(): void {
-    this.client.channel.close();
   }
 }

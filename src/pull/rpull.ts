@@ -113,8 +113,8 @@ export async function rpull(opts: PullOptions): Promise<PullResult> {
 
   const content = containerd.content(lease);
   const session = { address: containerd.address, namespace: containerd.namespace, lease };
-  const snapshots = new ContainerdSnapshots(containerd.address, session, snapshotter);
-  const diff = new LazyDiff(() => new DiffClient(containerd.address, session));
+  const snapshots = new ContainerdSnapshots(containerd.service('snapshots'), session, snapshotter);
+  const diff = new DiffClient(containerd.service('diff'), session);
   // Ends downloads still running when the pull fails (or is interrupted).
   const work = new AbortController();
   const stopWork = () => work.abort();
@@ -167,8 +167,6 @@ export async function rpull(opts: PullOptions): Promise<PullResult> {
   } finally {
     signal?.removeEventListener('abort', stopWork);
     work.abort();
-    snapshots.close();
-    diff.close();
     await containerd.leases.delete(lease).catch(() => {});
   }
 }
@@ -276,7 +274,7 @@ interface UnpackStep {
   readonly parent: string;
   readonly labels: Record<string, string>;
   readonly snapshots: ContainerdSnapshots;
-  readonly diff: LazyDiff;
+  readonly diff: DiffClient;
   readonly fetcher: LayerFetcher;
   readonly content: ContentStore;
 }
@@ -307,7 +305,7 @@ async function unpackLayer(s: UnpackStep): Promise<{ outcome: LayerOutcome; byte
     }
     try {
       const bytes = await s.fetcher.fetch(s.i);
-      const applied = await s.diff.get().apply(s.layer, mounts);
+      const applied = await s.diff.apply(s.layer, mounts);
       if (applied.digest !== s.diffId) {
         throw new SgError('CORRUPT', 'applied layer has another diffID than the image config says', { digest: s.layer.digest, diffId: s.diffId, applied: applied.digest });
       }
@@ -323,17 +321,5 @@ async function unpackLayer(s: UnpackStep): Promise<{ outcome: LayerOutcome; byte
       await snapshots.remove(key).catch(() => {});
       throw new SgError(isSgError(err) ? err.code : 'IO', `layer ${s.i + 1}: ${errorMessage(err)}`, { digest: s.layer.digest }, { cause: err });
     }
-  }
-}
-
-/** The Diff client is only needed when a layer is pulled: its proto is loaded then. */
-class LazyDiff {
-  private client: DiffClient | undefined;
-  constructor(private readonly make: () => DiffClient) {}
-  get(): DiffClient {
-    return (this.client ??= this.make());
-  }
-  close(): void {
-    this.client?.close();
   }
 }

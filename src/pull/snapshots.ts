@@ -4,8 +4,7 @@
  * pull are safe from garbage collection until the image references them.
  */
 import { unary, type Session } from '../containerd/call.js';
-import { GrpcChannel } from '../containerd/grpc-h2.js';
-import { serviceClient, type ServiceClient } from '../containerd/proto.js';
+import type { ServiceClient } from '../containerd/proto.js';
 
 export interface SnapshotMount {
   readonly type: string;
@@ -22,15 +21,12 @@ export interface SnapshotInfo {
 }
 
 export class ContainerdSnapshots {
-  private readonly client: ServiceClient;
-
+  /** `client`: containerd's Snapshots service (`Containerd.service('snapshots')`). */
   constructor(
-    address: string,
+    private readonly client: ServiceClient,
     private readonly session: Session,
     readonly snapshotter: string,
-  ) {
-    this.client = serviceClient('snapshots', new GrpcChannel(address));
-  }
+  ) {}
 
   async prepare(key: string, parent: string, labels: Readonly<Record<string, string>>): Promise<SnapshotMount[]> {
     const req = { snapshotter: this.snapshotter, key, parent, labels };
@@ -50,9 +46,5 @@ export class ContainerdSnapshots {
 
   async remove(key: string): Promise<void> {
     await unary(this.client, 'Remove', { snapshotter: this.snapshotter, key }, this.session, 'snapshots.Remove', { key, snapshotter: this.snapshotter });
-  }
-
-  close(): void {
-    this.client.channel.close();
   }
 }
