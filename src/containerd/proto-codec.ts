@@ -16,6 +16,7 @@ import { API_JSON } from './api-descriptor.js';
 
 interface JsonNamespace {
   readonly nested?: Record<string, JsonNamespace>;
+  readonly methods?: Record<string, { readonly requestType: string; readonly responseType: string; readonly requestStream?: boolean; readonly responseStream?: boolean }>;
   readonly fields?: Record<string, { readonly type: string; readonly id: number; readonly rule?: string; readonly keyType?: string }>;
   readonly values?: Record<string, number>;
   readonly oneofs?: unknown;
@@ -166,7 +167,15 @@ export function messageType(fullName: string): MessageType {
   return t;
 }
 
-function lookup(fullName: string): JsonNamespace | undefined {
+/** The message type `name` as protobuf resolves it from inside `scope` (a message or service's full name). */
+export function resolveMessage(name: string, scope: string): MessageType {
+  const t = valueType(name, scope);
+  if (t.kind !== 'message') throw new Error(`protobuf: ${name} (from ${scope}) is not a message`);
+  return t.type();
+}
+
+/** The descriptor JSON at `fullName` (a package, message, enum or service), if any. */
+export function lookup(fullName: string): JsonNamespace | undefined {
   let ns: JsonNamespace | undefined = API_JSON as JsonNamespace;
   for (const part of fullName.split('.')) ns = ns?.nested?.[part];
   return ns;

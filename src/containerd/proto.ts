@@ -10,9 +10,9 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import type * as protoLoader from '@grpc/proto-loader';
-import { API_JSON, API_SERVICES } from './api-descriptor.js';
+import { API_SERVICES } from './api-descriptor.js';
 import type { GrpcChannel } from './grpc-h2.js';
-import { messageType, type MessageType } from './proto-codec.js';
+import { lookup, resolveMessage, type MessageType } from './proto-codec.js';
 
 export const SERVICES = {
   content: 'containerd.services.content.v1.Content',
@@ -25,24 +25,16 @@ export type ServiceName = keyof typeof SERVICES;
 
 const services = new Map<string, grpc.ServiceDefinition>();
 
-interface JsonService {
-  readonly methods: Record<string, { readonly requestType: string; readonly responseType: string; readonly requestStream?: boolean; readonly responseStream?: boolean }>;
-}
-
 /** The gRPC definition of service `name` (e.g. `containerd.services.content.v1.Content`), made on first use. */
 export function serviceDefinition(name: string): grpc.ServiceDefinition {
   let def = services.get(name);
   if (!def) {
-    const parts = name.split('.');
-    let json: unknown = API_JSON;
-    for (const p of parts) json = (json as { nested?: Record<string, unknown> } | undefined)?.nested?.[p];
-    const service = json as JsonService | undefined;
+    const service = lookup(name);
     if (!service?.methods) throw new Error(`no service ${name} in the containerd API descriptor`);
-    const scope = parts.slice(0, -1).join('.');
     const methods: Record<string, grpc.MethodDefinition<object, object>> = {};
     for (const [method, m] of Object.entries(service.methods)) {
-      const req = messageType(qualify(m.requestType, scope));
-      const res = messageType(qualify(m.responseType, scope));
+      const req = resolveMessage(m.requestType, name);
+      const res = resolveMessage(m.responseType, name);
       methods[method] = {
         path: `/${name}/${method}`,
         requestStream: !!m.requestStream,
@@ -58,12 +50,6 @@ export function serviceDefinition(name: string): grpc.ServiceDefinition {
     services.set(name, (def = methods as grpc.ServiceDefinition));
   }
   return def;
-}
-
-/** A method's message type name as the full name (they are given relative to the service's package, or in full). */
-function qualify(typeName: string, scope: string): string {
-  if (typeName.includes('.')) return typeName.startsWith('.') ? typeName.slice(1) : typeName;
-  return `${scope}.${typeName}`;
 }
 
 function serializer(type: MessageType): (arg: object) => Buffer {
