@@ -8,11 +8,9 @@
  *
  * Failures throw an Error whose code is the errno name (EPERM, ELOOP, ...).
  */
-#include <node_api.h>
+#include "throw-errno.h"
 #include <errno.h>
 #include <stdint.h>
-#include <stdio.h>
-#include <string.h>
 #include <sys/ioctl.h>
 
 /* From <linux/fuse.h> (protocol 7.40); spelled out so that older headers build too. */
@@ -24,19 +22,6 @@ struct backing_map {
 #define IOC_MAGIC 229
 #define IOC_BACKING_OPEN _IOW(IOC_MAGIC, 1, struct backing_map)
 #define IOC_BACKING_CLOSE _IOW(IOC_MAGIC, 2, uint32_t)
-
-static napi_value throw_errno(napi_env env, const char *what, int err) {
-  napi_value code, msg, error;
-  const char *name = err == EPERM ? "EPERM" : err == ELOOP ? "ELOOP" : err == EINVAL ? "EINVAL" :
-                     err == ENOTTY ? "ENOTTY" : err == EBADF ? "EBADF" : err == ENOENT ? "ENOENT" : "EIO";
-  char text[160];
-  snprintf(text, sizeof text, "%s: %s", what, strerror(err));
-  if (napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code) == napi_ok &&
-      napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg) == napi_ok &&
-      napi_create_error(env, code, msg, &error) == napi_ok)
-    napi_throw(env, error);
-  return NULL;
-}
 
 static int two_ints(napi_env env, napi_callback_info info, int32_t *a, int32_t *b) {
   size_t argc = 2;

@@ -6,11 +6,9 @@
  *
  *   mount(source, target, fstype, flags, data)   throws an Error with code = errno name
  */
-#include <node_api.h>
+#include "throw-errno.h"
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/mount.h>
 
 static char *string_arg(napi_env env, napi_value v) {
@@ -22,20 +20,6 @@ static char *string_arg(napi_env env, napi_value v) {
     return NULL;
   }
   return s;
-}
-
-static const char *errno_name(int err) {
-  switch (err) {
-    case EPERM: return "EPERM";
-    case EACCES: return "EACCES";
-    case ENOENT: return "ENOENT";
-    case ENOTDIR: return "ENOTDIR";
-    case EBUSY: return "EBUSY";
-    case EINVAL: return "EINVAL";
-    case ENODEV: return "ENODEV";
-    case ENOTCONN: return "ENOTCONN";
-    default: return "EIO";
-  }
 }
 
 static napi_value do_mount(napi_env env, napi_callback_info info) {
@@ -50,14 +34,7 @@ static napi_value do_mount(napi_env env, napi_callback_info info) {
       !(data = string_arg(env, argv[4]))) {
     napi_throw_type_error(env, NULL, "fuse-mount: mount(source, target, fstype, flags, data)");
   } else if (mount(source, target, fstype, flags, data) != 0) {
-    int err = errno;
-    char text[160];
-    napi_value code, msg, error;
-    snprintf(text, sizeof text, "mount(2): %s", strerror(err));
-    if (napi_create_string_utf8(env, errno_name(err), NAPI_AUTO_LENGTH, &code) == napi_ok &&
-        napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg) == napi_ok &&
-        napi_create_error(env, code, msg, &error) == napi_ok)
-      napi_throw(env, error);
+    throw_errno(env, "mount(2)", errno);
   }
   free(source);
   free(target);
