@@ -197,8 +197,11 @@ export class ChunkCache {
     const hex = hexOf(digest);
     const v = this.index.peek(hex);
     if (v !== undefined && v >= 0) return Promise.resolve(true);
-    if (this.closed || Date.now() < this.storingOffUntil) return Promise.resolve(false);
-    const pending = this.writeAssembled(hex, parts.map(hexOf)).finally(() => this.writing.delete(pending));
+    const hexes = parts.map(hexOf);
+    // As for a chunk: what cannot fit under the bound is not written at all.
+    const size = hexes.reduce((n, h) => n + sizeOf(this.index.peek(h) ?? 0), 0);
+    if (this.closed || size > this.maxBytes || Date.now() < this.storingOffUntil) return Promise.resolve(false);
+    const pending = this.writeAssembled(hex, hexes).finally(() => this.writing.delete(pending));
     this.writing.add(pending);
     return pending;
   }
@@ -281,11 +284,7 @@ export class ChunkCache {
   }
 
   private async write(hex: string, bytes: Uint8Array): Promise<boolean> {
-    // Beside its final name, so that the rename stays in one directory: a rename across
-    // directories takes the filesystem-wide rename lock, and creating every file in one
-    // directory serialises thousands of small-chunk writes on its lock. A crash leaves
-    // the temp name behind; the scan at the next open deletes it.
-    const tmp = `${this.pathOf(hex)}.${this.tmpSeq++}.tmp`;
+    const tmp = this.tempPathOf(hex);
     try {
       await writeExact(tmp, bytes);
       await rename(tmp, this.pathOf(hex));
@@ -299,7 +298,7 @@ export class ChunkCache {
   }
 
   private async writeAssembled(hex: string, parts: readonly string[]): Promise<boolean> {
-    const tmp = `${this.pathOf(hex)}.${this.tmpSeq++}.tmp`;
+    const tmp = this.tempPathOf(hex);
     const hash = createHash('sha256');
     let fd: number | undefined;
     let size = 0;
@@ -323,10 +322,6 @@ export class ChunkCache {
       await rm(tmp, { force: true }).catch(() => undefined);
       if (isSgError(err)) this.log.warn('cannot assemble cache entry', { digest: `sha256:${hex}`, err });
       else this.writeFailed(err);
-      return false;
-    }
-    if (size > this.maxBytes) {
-      this.unlink(hex);
       return false;
     }
     this.index.set(hex, verified(size));
@@ -360,6 +355,17 @@ export class ChunkCache {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn('cannot delete cached chunk', { digest: `sha256:${hex}`, err });
     }
+  }
+
+  /**
+   * A fresh name to write an entry under before renaming it in. Beside the final name, so
+   * that the rename stays in one directory: a rename across directories takes the
+   * filesystem-wide rename lock, and creating every file in one directory serialises
+   * thousands of small-chunk writes on its lock. A crash leaves the temp name behind; the
+   * scan at the next open deletes it.
+   */
+  private tempPathOf(hex: string): string {
+    return `${this.pathOf(hex)}.${this.tmpSeq++}.tmp`;
   }
 
   private pathOf(hex: string): string {
