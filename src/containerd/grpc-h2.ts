@@ -156,30 +156,30 @@ function cancel(stream: ClientHttp2Stream): void {
 function readMessages(stream: ClientHttp2Stream, timeoutMs?: number): AsyncGenerator<Buffer> {
   // Listening from the start: a generator's body would only run once it is first read,
   // after a quick reply's headers and trailers had been emitted.
-  let status: { code: number; details: string } | undefined;
+  const reply: Reply = { httpStatus: 0, timedOut: false };
   const fromHeaders = (h: IncomingHttpHeaders) => {
-    if (h['grpc-status'] !== undefined) status = { code: Number(h['grpc-status']), details: decodeMessage(h['grpc-message']) };
+    if (h['grpc-status'] !== undefined) reply.status = { code: Number(h['grpc-status']), details: decodeMessage(h['grpc-message']) };
   };
-  let httpStatus = 0;
   stream.on('response', (h) => {
-    httpStatus = Number(h[':status'] ?? 200);
+    reply.httpStatus = Number(h[':status'] ?? 200);
     fromHeaders(h);
   });
   stream.on('trailers', fromHeaders);
   // Errors are read through the iterator below; without a listener one would be uncaught meanwhile.
   stream.on('error', () => undefined);
-  let timedOut = false;
-  const timer = timeoutMs === undefined ? undefined : setTimeout(() => ((timedOut = true), cancel(stream)), timeoutMs);
-  return messagesOf(stream, () => status, () => httpStatus, () => timedOut, timer);
+  const timer = timeoutMs === undefined ? undefined : setTimeout(() => ((reply.timedOut = true), cancel(stream)), timeoutMs);
+  return messagesOf(stream, reply, timer);
 }
 
-async function* messagesOf(
-  stream: ClientHttp2Stream,
-  statusOf: () => { code: number; details: string } | undefined,
-  httpStatusOf: () => number,
-  timedOutOf: () => boolean,
-  timer: NodeJS.Timeout | undefined,
-): AsyncGenerator<Buffer> {
+/** What the stream's events told so far. */
+interface Reply {
+  /** 0 until the response headers arrive. */
+  httpStatus: number;
+  status?: { code: number; details: string };
+  timedOut: boolean;
+}
+
+async function* messagesOf(stream: ClientHttp2Stream, reply: Reply, timer: NodeJS.Timeout | undefined): AsyncGenerator<Buffer> {
   let pending: Buffer = Buffer.alloc(0);
   try {
     for await (const chunk of stream as AsyncIterable<Buffer>) {
@@ -195,21 +195,20 @@ async function* messagesOf(
     }
   } catch (err) {
     if (err instanceof GrpcError) throw err;
-    if (timedOutOf()) throw new GrpcError(Status.DEADLINE_EXCEEDED, 'deadline exceeded');
+    if (reply.timedOut) throw new GrpcError(Status.DEADLINE_EXCEEDED, 'deadline exceeded');
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ERR_HTTP2_STREAM_ERROR' && stream.rstCode === http2.constants.NGHTTP2_CANCEL) throw new GrpcError(Status.CANCELLED, 'cancelled');
     const why = err instanceof Error ? err.message : String(err);
     // Before any reply: as grpc-js words it, so that callers can tell "cannot reach" from a
     // server's UNAVAILABLE. After: the connection broke mid-call.
-    throw new GrpcError(Status.UNAVAILABLE, httpStatusOf() === 0 ? `No connection established: ${why}` : `connection lost: ${why}`);
+    throw new GrpcError(Status.UNAVAILABLE, reply.httpStatus === 0 ? `No connection established: ${why}` : `connection lost: ${why}`);
   } finally {
     if (timer) clearTimeout(timer);
   }
-  if (timedOutOf()) throw new GrpcError(Status.DEADLINE_EXCEEDED, 'deadline exceeded');
-  const status = statusOf();
+  if (reply.timedOut) throw new GrpcError(Status.DEADLINE_EXCEEDED, 'deadline exceeded');
+  const { status, httpStatus } = reply;
   if (!status) {
     if (stream.rstCode === http2.constants.NGHTTP2_CANCEL) throw new GrpcError(Status.CANCELLED, 'cancelled');
-    const httpStatus = httpStatusOf();
     // The stream ended without trailers: reset, the connection went away, or no gRPC server.
     const reset = stream.rstCode ? `, stream reset with HTTP/2 code ${stream.rstCode}` : '';
     throw new GrpcError(Status.UNAVAILABLE, httpStatus === 0 ? `No connection established: no response${reset}` : `connection lost: the reply ended without a gRPC status (HTTP ${httpStatus}${reset})`);

@@ -97,7 +97,7 @@ export class MessageType {
       } else if (f.repeated) {
         const items = v as unknown[];
         if (items.length === 0) continue;
-        if (f.value.kind !== 'message' && !(f.value.kind === 'scalar' && (f.value.scalar === 'string' || f.value.scalar === 'bytes'))) {
+        if (packable(f.value)) {
           const packed = new Writer();
           for (const item of items) writeNumber(packed, f.value, item);
           w.tag(f.id, WIRE_LEN).bytes(packed.finish());
@@ -138,7 +138,7 @@ export class MessageType {
         (out[f.name] as Record<string, unknown>)[String(k)] = val;
       } else if (f.repeated) {
         const list = out[f.name] as unknown[];
-        if (wire === WIRE_LEN && f.value.kind !== 'message' && !(f.value.kind === 'scalar' && (f.value.scalar === 'string' || f.value.scalar === 'bytes'))) {
+        if (wire === WIRE_LEN && packable(f.value)) {
           const [pStart, pEnd] = r.span();
           const packed = new Reader(b, pStart, pEnd);
           while (packed.pos < pEnd) list.push(readValue(packed, f.value, WIRE_VARINT));
@@ -204,6 +204,11 @@ function valueType(name: string, scope: string): ValueType {
 function scalarOf(name: string): Scalar {
   if (!SCALARS.has(name)) throw new Error(`protobuf: map key type ${name} is not handled`);
   return name as Scalar;
+}
+
+/** Varint values (numbers, bools, enums): a repeated field of them goes packed (proto3). */
+function packable(t: ValueType): boolean {
+  return t.kind === 'enum' || (t.kind === 'scalar' && t.scalar !== 'string' && t.scalar !== 'bytes');
 }
 
 function defaultOf(t: ValueType): unknown {
