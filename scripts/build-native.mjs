@@ -11,7 +11,7 @@ const cc = process.env.CC || 'cc';
 // The shared headers count as every addon's source.
 const headersMtime = Math.max(0, ...readdirSync(join(root, 'native')).filter((f) => f.endsWith('.h')).map((f) => statSync(join(root, 'native', f)).mtimeMs));
 
-for (const name of ['fd-watch', 'fuse-backing', 'fuse-mount']) {
+for (const name of ['chunk-decode', 'fd-watch', 'fuse-backing', 'fuse-mount']) {
   const source = join(root, `native/${name}.c`);
   const output = join(root, `build/${name}.node`);
   if (existsSync(output) && statSync(output).mtimeMs >= Math.max(statSync(source).mtimeMs, headersMtime)) continue;

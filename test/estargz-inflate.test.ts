@@ -9,6 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { isSgError } from '../src/errors.js';
 import { deflateStart, inflateChunk } from '../src/estargz/inflate.js';
 import { decodeChunk } from '../src/estargz/chunk.js';
+import { sha256Hex } from '../src/sha256.js';
 
 /** A gzip member with the optional header fields RFC 1952 allows (Node's gzip writes none). */
 function member(data: Buffer, opts: { extra?: Buffer; name?: string; comment?: string; hcrc?: boolean } = {}): Buffer {
@@ -31,8 +32,8 @@ test('every optional gzip header field is skipped to the deflate data', async ()
   for (const opts of [{}, { name: 'file.bin' }, { comment: 'c' }, { extra: Buffer.from('xyz') }, { hcrc: true }, { name: 'n', comment: 'c', extra: Buffer.alloc(300, 1), hcrc: true }]) {
     const m = member(data, opts);
     assert.ok(deflateStart(m)! >= 10, JSON.stringify(opts));
-    assert.deepEqual(await inflateChunk(m, data.length, ctx), data, JSON.stringify(opts));
-    assert.deepEqual(await inflateChunk(m, 1000, ctx), data.subarray(0, 1000));
+    assert.deepEqual((await inflateChunk(m, data.length, 0, ctx)).bytes, data, JSON.stringify(opts));
+    assert.deepEqual((await inflateChunk(m, 1000, 0, ctx)).bytes, data.subarray(0, 1000));
   }
   assert.equal(deflateStart(Buffer.from([0x1f, 0x8b, 8, 0])), undefined, 'a header cut short');
   assert.equal(deflateStart(Buffer.from([0x1f, 0x8b, 8, 0xe0, 0, 0, 0, 0, 0, 0, 1])), undefined, 'reserved flag bits');
@@ -43,7 +44,28 @@ test('data that runs on into the next member comes out whole (gunzip fallback)',
   const a = randomBytes(50_000);
   const b = randomBytes(50_000);
   const both = Buffer.concat([member(a), gzipSync(b)]);
-  assert.deepEqual(await inflateChunk(both, 100_000, ctx), Buffer.concat([a, b]));
+  assert.deepEqual((await inflateChunk(both, 100_000, 0, ctx)).bytes, Buffer.concat([a, b]));
+});
+
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+test('the hash comes with the bytes, from hashFrom on, on the raw path and the gunzip fallback alike', async () => {
+  const data = randomBytes(300_000);
+  for (const from of [0, 1, 123_456, 300_000]) {
+    const raw = await inflateChunk(member(data), data.length, from, ctx);
+    assert.deepEqual(raw.bytes, data);
+    assert.equal(raw.hex, sha(data.subarray(from)), `raw path, hashFrom ${from}`);
+  }
+  const a = data.subarray(0, 100_000);
+  const b = data.subarray(100_000);
+  const fallback = await inflateChunk(Buffer.concat([member(a), gzipSync(b)]), data.length, 5, ctx);
+  assert.deepEqual(fallback.bytes, data);
+  assert.equal(fallback.hex, sha(data.subarray(5)), 'gunzip fallback');
+  // Big inputs are hashed off the event loop, small ones on it: both agree with node:crypto.
+  for (const n of [0, 1000, 256 << 10, 5 << 20]) {
+    const bytes = randomBytes(n);
+    assert.equal(await sha256Hex(bytes), sha(bytes), `${n} bytes`);
+  }
 });
 
 test('broken deflate data and a stream that ends early are CORRUPT, as with gunzip', async () => {
@@ -52,9 +74,9 @@ test('broken deflate data and a stream that ends early are CORRUPT, as with gunz
   const data = randomBytes(10_000);
   const bad = member(data);
   bad[deflateStart(bad)!] = 0xff; // block type 3: reserved
-  await assert.rejects(inflateChunk(bad, data.length, ctx), (e: unknown) => isSgError(e, 'CORRUPT'));
-  await assert.rejects(inflateChunk(member(data), data.length + 1, ctx), (e: unknown) => isSgError(e, 'CORRUPT'));
-  await assert.rejects(inflateChunk(randomBytes(100), 50, ctx), (e: unknown) => isSgError(e, 'CORRUPT'));
+  await assert.rejects(inflateChunk(bad, data.length, 0, ctx), (e: unknown) => isSgError(e, 'CORRUPT'));
+  await assert.rejects(inflateChunk(member(data), data.length + 1, 0, ctx), (e: unknown) => isSgError(e, 'CORRUPT'));
+  await assert.rejects(inflateChunk(randomBytes(100), 50, 0, ctx), (e: unknown) => isSgError(e, 'CORRUPT'));
 });
 
 test('a chunk whose bytes were damaged where inflating cannot see it is still refused (digest check), never returned', async () => {

@@ -6,7 +6,6 @@
  * does not match the digest.
  */
 import { SgError } from '../errors.js';
-import { sha256Hex } from '../sha256.js';
 import type { BlobSource } from '../source/blob-source.js';
 import { inflateChunk } from './inflate.js';
 import type { Chunk } from './toc.js';
@@ -30,12 +29,12 @@ export function chunkRange(c: Chunk): { offset: number; length: number } {
 export async function decodeChunk(compressed: Uint8Array, c: Chunk, ctx: ChunkContext, signal?: AbortSignal): Promise<Buffer> {
   const context = { blob: ctx.blob, entry: ctx.entry, chunkOffset: c.chunkOffset, chunkSize: c.chunkSize, offset: c.offset };
   const wanted = c.innerOffset + c.chunkSize;
-  const out = (await inflateChunk(compressed, wanted, context, signal)).subarray(c.innerOffset);
-  const actual = 'sha256:' + (await sha256Hex(out));
+  const { bytes, hex } = await inflateChunk(compressed, wanted, c.innerOffset, context, signal);
+  const actual = 'sha256:' + hex;
   if (actual !== c.digest) {
     throw new SgError('CORRUPT', CHUNK_DIGEST_MISMATCH, { ...context, expected: c.digest, actual });
   }
-  return out;
+  return bytes.subarray(c.innerOffset);
 }
 
 /** Fetches and verifies one chunk straight from the blob (no cache). */

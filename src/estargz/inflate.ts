@@ -3,7 +3,9 @@
  * further, so a gzip bomb in a TOC or chunk range costs at most the bytes we asked for.
  */
 import zlib from 'node:zlib';
-import { SgError, isSgError, type ErrorContext } from '../errors.js';
+import { SgError, type ErrorContext } from '../errors.js';
+import { inflateHash } from '../native/chunk-decode.js';
+import { sha256Hex } from '../sha256.js';
 
 /**
  * How many output bytes are wanted in total, decided from the output seen so far
@@ -25,7 +27,6 @@ export async function inflatePrefix(
   context: ErrorContext,
   signal?: AbortSignal,
   expected?: number,
-  raw = false,
 ): Promise<Buffer> {
   const out: Buffer[] = [];
   let total = 0;
@@ -35,7 +36,7 @@ export async function inflatePrefix(
   await inflatePieces(input, goal, maxOut, context, (piece) => {
     out.push(piece);
     total += piece.length;
-  }, signal, pieceBytes, raw);
+  }, signal, pieceBytes);
   return joinPieces(out, total);
 }
 
@@ -70,10 +71,9 @@ export function inflatePieces(
   onPiece: (piece: Buffer) => void,
   signal?: AbortSignal,
   pieceBytes = PIECE_BYTES,
-  raw = false,
 ): Promise<void> {
   // Big output pieces when much output is expected (a TOC, a 4 MiB chunk): fewer callbacks.
-  const gz = raw ? zlib.createInflateRaw({ chunkSize: pieceBytes }) : zlib.createGunzip({ chunkSize: pieceBytes });
+  const gz = zlib.createGunzip({ chunkSize: pieceBytes });
   // Output before the goal is known, kept to show the goal.
   let head: Buffer[] = [];
   let total = 0;
@@ -142,22 +142,29 @@ export function inflatePieces(
 }
 
 /**
- * The first `wanted` bytes of a chunk's gzip data. The member's deflate stream is inflated
- * raw after its header, parsed here, so that zlib does not compute the CRC-32 (4 % of a cold
- * read's CPU; the caller checks the chunk's SHA-256 anyway). Data that runs on past the
- * first member, or anything raw inflating rejects, goes through gunzip, which then reports
- * the error if there is one.
+ * The first `wanted` bytes of a chunk's gzip data, and the hex sha256 of those from
+ * `hashFrom` on. The member's deflate stream is inflated raw after its header, parsed here,
+ * and hashed in the same thread-pool job (native/chunk-decode.c): zlib computes no CRC-32
+ * (the caller checks the SHA-256 instead), and nothing is copied on the way. Data that runs
+ * on past the first member, or anything raw inflating rejects, goes through gunzip, which
+ * then reports the error if there is one.
  */
-export async function inflateChunk(compressed: Uint8Array, wanted: number, context: ErrorContext, signal?: AbortSignal): Promise<Buffer> {
+export async function inflateChunk(
+  compressed: Uint8Array,
+  wanted: number,
+  hashFrom: number,
+  context: ErrorContext,
+  signal?: AbortSignal,
+): Promise<{ bytes: Buffer; hex: string }> {
   const start = deflateStart(compressed);
   if (start !== undefined) {
-    try {
-      return await inflatePrefix([compressed.subarray(start)], () => wanted, wanted, context, signal, wanted, true);
-    } catch (err) {
-      if (!isSgError(err, 'CORRUPT')) throw err;
-    }
+    const out = Buffer.allocUnsafe(wanted);
+    const done = await inflateHash(compressed.subarray(start), out, hashFrom).catch(() => undefined);
+    if (signal?.aborted) throw new SgError('ABORTED', 'inflate aborted', context, { cause: signal.reason });
+    if (done?.produced === wanted) return { bytes: out, hex: done.hex };
   }
-  return inflatePrefix([compressed], () => wanted, wanted, context, signal, wanted);
+  const bytes = await inflatePrefix([compressed], () => wanted, wanted, context, signal, wanted);
+  return { bytes, hex: await sha256Hex(bytes.subarray(hashFrom)) };
 }
 
 const RESERVED_FLAGS = 0xe0;

@@ -7,7 +7,7 @@
  * themselves.
  */
 import { open, type FileHandle } from 'node:fs/promises';
-import { loadAddon } from './addon.js';
+import { loadAddon } from '../native/addon.js';
 
 interface Addon {
   open(fuseFd: number, fileFd: number): number;

@@ -2,7 +2,7 @@
  * The native addon (native/fd-watch.c, built into build/ by `npm run build`): calls back
  * on the event loop whenever a file descriptor is readable. Its only job is waiting.
  */
-import { loadAddon } from './addon.js';
+import { loadAddon } from '../native/addon.js';
 
 interface Addon {
   watch(fd: number, onReadable: (status: number) => void): object;

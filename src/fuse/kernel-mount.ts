@@ -9,7 +9,7 @@ import { constants, openSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import type { Logger } from '../log/logger.js';
 import { SgError, errorMessage } from '../errors.js';
-import { loadAddon } from './addon.js';
+import { loadAddon } from '../native/addon.js';
 
 /** umount(8) returns in milliseconds; a stuck one is killed after this. */
 const COMMAND_TIMEOUT_MS = 10_000;
