@@ -90,23 +90,31 @@ export class IpfsClient {
     }
   }
 
-  /** Exactly `length` bytes of the blob from `offset`; a whole failed attempt is retried, never patched. */
-  async cat(cid: string, offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
+  /**
+   * Exactly `length` bytes of the blob from `offset`; a whole failed attempt is retried, never
+   * patched. `opts.onProgress` hears of each attempt's bytes as they arrive; `opts.into`
+   * receives them (the blob source's RangeOptions).
+   */
+  async cat(cid: string, offset: number, length: number, signal?: AbortSignal, opts: CatOptions = {}): Promise<Uint8Array> {
     checkRange(offset, length, cid);
     if (length === 0) return new Uint8Array(0);
     const ctx = { cid, offset, length };
     const started = performance.now();
     const scope = new CallScope(signal, this.fetchTimeoutMs, ctx);
+    let attempts = 0;
     try {
       const bytes = await this.withRetries(scope, ctx, async () => {
         const { res } = await this.openCat(scope, cid, offset, length);
         const errCtx = { ...ctx, api: this.api };
-        const buf = Buffer.allocUnsafe(length);
+        // A retry fills a fresh buffer: readers may still be using what the failed attempt delivered.
+        const into = attempts++ === 0 ? opts.into : undefined;
+        const buf = into && into.length >= length ? into.subarray(0, length) : Buffer.allocUnsafe(length);
         let got = 0;
         await res.consume((chunk) => {
           if (got + chunk.length > length) throw tooMany(errCtx, length, got + chunk.length);
           buf.set(chunk, got);
           got += chunk.length;
+          opts.onProgress?.(buf, got);
         });
         if (got !== length) throw tooShort(errCtx, length, got);
         return buf;
@@ -232,6 +240,12 @@ export class IpfsClient {
       }
     }
   }
+}
+
+/** How a ranged `cat` hands over its bytes (the blob source's RangeOptions). */
+export interface CatOptions {
+  readonly onProgress?: (bytes: Uint8Array, filled: number) => void;
+  readonly into?: Uint8Array;
 }
 
 function checkRange(offset: number, length: number, cid: string): void {

@@ -13,6 +13,7 @@ import type { BlobSource } from '../source/blob-source.js';
 import type { ChunkCache } from '../cache/chunk-cache.js';
 import type { Logger } from '../log/logger.js';
 import { planRead, type Slice } from './read-plan.js';
+import type { RangeBuffers } from './range-buffers.js';
 
 export interface ChunkReaderOptions {
   readonly source: BlobSource;
@@ -37,7 +38,11 @@ export interface ChunkReaderOptions {
   readonly fetchAlignBytes?: number;
   /** The layer's chunks lying wholly inside [start, end) of the blob, in blob order. */
   readonly chunksWithin?: (start: number, end: number) => Chunk[];
+  /** Reused buffers for fetched ranges (shared by the layers of one process). */
+  readonly rangeBuffers?: RangeBuffers;
 }
+
+const noop = (): void => undefined;
 
 /** How far from the previous read's end a read still counts as sequential (out-of-order readahead). */
 const SEQUENTIAL_SLACK = 4 << 20;
@@ -230,9 +235,11 @@ export class ChunkReader {
 
   /**
    * One ranged read for a run of chunks, widened by its neighbours; each chunk is decoded,
-   * verified, cached. A reader (keep) gets the bytes as soon as they are verified while the
-   * cache write goes on; the chunk stays in flight until it is stored, so nobody fetches it
-   * again meanwhile. Background work (not keep) resolves only once the chunk is stored.
+   * verified and cached as soon as its bytes have arrived, not when the whole range has, so
+   * a sequential reader waiting at the front of a long range is served early. A reader
+   * (keep) gets the bytes as soon as they are verified while the cache write goes on; the
+   * chunk stays in flight until it is stored, so nobody fetches it again meanwhile.
+   * Background work (not keep) resolves only once the chunk is stored.
    */
   private fetchGroup(run: readonly Wanted[], signal: AbortSignal | undefined, keep: boolean): Promise<Buffer>[] {
     const chunks = run.map((w) => w.node.chunks[w.index]!);
@@ -242,23 +249,37 @@ export class ChunkReader {
     const start = Math.min(runStart, ...extras.map((c) => c.offset));
     const end = Math.max(runEnd, ...extras.map((c) => c.compressedEnd));
     const started = Date.now();
-    const bytes = this.opts.source.readRange(start, end - start, signal);
+    const arrivals = new Arrivals(start, [...chunks, ...extras]);
+    const into = this.opts.rangeBuffers?.take(end - start);
+    const bytes = this.opts.source.readRange(start, end - start, signal, { into, onProgress: (buf, filled) => arrivals.progress(buf, filled) });
+    bytes.then(
+      (buf) => arrivals.progress(buf, buf.length),
+      (err: unknown) => arrivals.fail(err),
+    );
     const log = this.opts.log;
     if (log.enabled('debug')) log.debug('chunk fetch', { blob: this.opts.source.describe, offset: start, length: end - start, chunks: chunks.length, neighbours: extras.length });
-    const fetched = { bytes, start, started, signal };
+    const fetched = { start, started, signal };
     // Neighbours are stored for later reads; nobody waits for them.
-    for (const c of extras) this.settle(c, `(chunk at blob offset ${c.offset})`, fetched, false);
-    return run.map((w, k) => this.settle(chunks[k]!, w.node.name, fetched, keep));
+    const settled = extras.map((c) => this.settle(c, `(chunk at blob offset ${c.offset})`, arrivals.of(c), fetched, false));
+    const out = run.map((w, k) => this.settle(chunks[k]!, w.node.name, arrivals.of(chunks[k]!), fetched, keep));
+    // The range buffer is free again once the read has ended and every chunk's decode has
+    // finished reading it, whichever way each went.
+    if (into) {
+      const ended = [bytes, ...settled, ...out].map((p) => p.then(noop, noop));
+      void Promise.all(ended).then(() => this.opts.rangeBuffers!.give(into));
+    }
+    return out;
   }
 
   /** Decodes, verifies and stores one chunk of a fetched range; in flight until stored. */
   private settle(
     c: Chunk,
     entry: string,
-    f: { bytes: Promise<Uint8Array>; start: number; started: number; signal: AbortSignal | undefined },
+    arrived: Promise<Uint8Array>,
+    f: { start: number; started: number; signal: AbortSignal | undefined },
     keep: boolean,
   ): Promise<Buffer> {
-    const decoded = f.bytes.then(async (all) => {
+    const decoded = arrived.then(async (all) => {
       const r = chunkRange(c);
       const buf = await decodeChunk(all.subarray(r.offset - f.start, r.offset - f.start + r.length), c, { entry, blob: this.opts.source.describe }, f.signal);
       if (keep) this.memory.set(c.digest, buf);
@@ -318,5 +339,43 @@ export class ChunkReader {
       next.map((index) => ({ node, index })),
       undefined,
     ).catch((err: unknown) => this.opts.log.debug('readahead failed', { entry: node.name, err }));
+  }
+}
+
+/**
+ * When each chunk of one ranged read has arrived: the chunk's promise resolves with the
+ * buffer being filled once the bytes up to the chunk's end are in (bytes that a failed
+ * attempt delivered are only ever used after their digest check), and rejects if the read
+ * fails first.
+ */
+class Arrivals {
+  private readonly waiting: { end: number; resolve: (b: Uint8Array) => void; reject: (e: unknown) => void }[];
+  /** By chunk object, not digest: one range can hold equal chunks (a file of zeros). */
+  private readonly byChunk = new Map<Chunk, Promise<Uint8Array>>();
+  private next = 0;
+
+  constructor(
+    private readonly start: number,
+    chunks: readonly Chunk[],
+  ) {
+    const sorted = [...new Set(chunks)].sort((a, b) => a.compressedEnd - b.compressedEnd);
+    this.waiting = sorted.map((c) => {
+      let resolve!: (b: Uint8Array) => void;
+      let reject!: (e: unknown) => void;
+      this.byChunk.set(c, new Promise<Uint8Array>((res, rej) => ((resolve = res), (reject = rej))));
+      return { end: c.compressedEnd - start, resolve, reject };
+    });
+  }
+
+  of(c: Chunk): Promise<Uint8Array> {
+    return this.byChunk.get(c)!;
+  }
+
+  progress(bytes: Uint8Array, filled: number): void {
+    while (this.next < this.waiting.length && this.waiting[this.next]!.end <= filled) this.waiting[this.next++]!.resolve(bytes);
+  }
+
+  fail(err: unknown): void {
+    while (this.next < this.waiting.length) this.waiting[this.next++]!.reject(err);
   }
 }

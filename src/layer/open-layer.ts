@@ -12,6 +12,7 @@ import { ChunkReader, type Wanted } from './chunk-reader.js';
 import { WholeFiles } from './whole-files.js';
 import { Layer } from './layer.js';
 import type { BackgroundScheduler } from './background-scheduler.js';
+import { sharedRangeBuffers } from './range-buffers.js';
 
 export interface OpenLayerOptions {
   readonly digest: string;
@@ -72,6 +73,7 @@ export async function openLayer(source: BlobSource, opts: OpenLayerOptions, deps
     log,
     onForeground: () => deps.scheduler.foreground(),
     fetchAlignBytes: opts.fetchAlignBytes,
+    rangeBuffers: sharedRangeBuffers,
     chunksWithin: (start: number, end: number) => {
       const out: Chunk[] = [];
       for (let i = chunksBefore(model.chunks, start); i < model.chunks.count && model.chunks.compressedEnd(i) <= end; i++) out.push(model.chunks.chunk(i));

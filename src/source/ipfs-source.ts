@@ -1,6 +1,6 @@
 import { SgError } from '../errors.js';
 import type { IpfsClient } from '../ipfs/rpc-client.js';
-import type { BlobSource } from './blob-source.js';
+import type { BlobSource, RangeOptions } from './blob-source.js';
 
 /**
  * A blob in IPFS, read with ranged `cat`. The size comes from `files/stat` (the layer
@@ -26,11 +26,11 @@ export class IpfsBlobSource implements BlobSource {
     return this.knownSize;
   }
 
-  async readRange(offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
+  async readRange(offset: number, length: number, signal?: AbortSignal, opts?: RangeOptions): Promise<Uint8Array> {
     const size = await this.size(signal);
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > size) {
       throw new SgError('INVALID_ARGUMENT', 'range outside blob', { cid: this.cid, offset, length, size });
     }
-    return this.client.cat(this.cid, offset, length, signal);
+    return this.client.cat(this.cid, offset, length, signal, opts);
   }
 }

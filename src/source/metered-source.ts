@@ -10,10 +10,10 @@ export function meteredSource(inner: BlobSource, observe: RangeObserver): BlobSo
   return {
     describe: inner.describe,
     size: (signal) => inner.size(signal),
-    async readRange(offset, length, signal) {
+    async readRange(offset, length, signal, opts) {
       const started = performance.now();
       try {
-        const bytes = await inner.readRange(offset, length, signal);
+        const bytes = await inner.readRange(offset, length, signal, opts);
         observe((performance.now() - started) / 1000, bytes.length, 'ok');
         return bytes;
       } catch (err) {
