@@ -2,7 +2,8 @@
  * Chunks of one ranged read are decoded as their bytes arrive, from a reused range buffer
  * (src/layer/chunk-reader.ts, src/layer/range-buffers.ts), against a real Kubo node: a read
  * that Kubo fails part-way (a block removed from its blockstore) still delivers, verifies and
- * caches the chunks before the gap, and fails the ones after it; buffers go back to the pool.
+ * caches the chunks before the gap, and fails the ones after it; buffers go back to the pool;
+ * readahead waits for the reader's own first chunk.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,6 +19,7 @@ import { IpfsBlobSource } from '../src/source/ipfs-source.js';
 import { ChunkCache } from '../src/cache/chunk-cache.js';
 import { ChunkReader } from '../src/layer/chunk-reader.js';
 import { RangeBuffers } from '../src/layer/range-buffers.js';
+import type { BlobSource } from '../src/source/blob-source.js';
 import { createLogger } from '../src/log/logger.js';
 import { isSgError } from '../src/errors.js';
 
@@ -92,6 +94,35 @@ test('reads through the pool give the right bytes when ranges of many sizes reus
     }
   }
   await waitFor(() => buffers.held > 0, 'buffers were given back');
+});
+
+test("a sequential reader's first read is fetched alone; readahead starts once its chunk is in", async () => {
+  const data = randomBytes(6 * CHUNK);
+  const { source, node } = await layerInKubo(data);
+  // The real source, with each range read's start and end recorded.
+  const calls: { offset: number; started: number; ended?: number }[] = [];
+  const recorded: BlobSource = {
+    describe: source.describe,
+    size: (signal) => source.size(signal),
+    readRange: async (offset, length, signal, opts) => {
+      const call: { offset: number; started: number; ended?: number } = { offset, started: performance.now() };
+      calls.push(call);
+      const bytes = await source.readRange(offset, length, signal, opts);
+      call.ended = performance.now();
+      return bytes;
+    },
+  };
+  const cache = await ChunkCache.open({ dir: join(scratch, `cache3-${Date.now()}`), maxBytes: 64 * MiB });
+  const reader = new ChunkReader({ source: recorded, cache, log, readaheadBytes: 4 * CHUNK });
+  // Two reads in the first chunk at once, as the kernel sends them.
+  const [a, b] = await Promise.all([reader.read(node, 0, MiB), reader.read(node, MiB, MiB)]);
+  assert.ok(Buffer.concat([a, b]).equals(data.subarray(0, 2 * MiB)));
+  await waitFor(() => calls.length > 1 && calls.every((c) => c.ended !== undefined), 'readahead fetched');
+  const first = calls[0]!;
+  assert.equal(first.offset, node.chunks[0]!.offset, 'the first request is the reader\'s own chunk');
+  for (const c of calls.slice(1)) assert.ok(c.started >= first.ended!, `readahead at ${c.offset} started before the first chunk was in`);
+  const aheadOffsets = calls.slice(1).map((c) => c.offset);
+  assert.ok(aheadOffsets.includes(node.chunks[1]!.offset), 'the next chunk was fetched ahead');
 });
 
 test('RangeBuffers: small ranges are not pooled, classes are whole MiB, idle bytes are bounded', () => {

@@ -99,10 +99,20 @@ export class ChunkReader {
     const direct = await this.fromDisk(node, slices, sequential);
     if (direct) return direct;
     const want: Wanted[] = slices.map((s) => ({ node, index: s.chunk }));
+    // A chunk still to arrive (in flight or not yet asked for) keeps this read waiting.
+    const waiting = want.some((w) => {
+      const c = w.node.chunks[w.index]!;
+      return this.inflight.has(c.digest) || this.missing(c);
+    });
     const loading = this.load(want, signal);
-    // Fetch ahead at once, not after this read's chunks arrive, so that the source is
-    // always busy while a sequential reader consumes.
-    if (sequential) this.readAhead(node, slices[slices.length - 1]!.chunk);
+    if (sequential) {
+      // Fetch ahead so that the source stays busy while a sequential reader consumes, but
+      // only once this read's own chunks are in: ranges fetched at the same time share the
+      // source's bandwidth, and more of them would only delay the ones the reader waits for.
+      const ahead = () => this.readAhead(node, slices[slices.length - 1]!.chunk);
+      if (waiting) loading.then(ahead, ahead);
+      else ahead();
+    }
     const chunks = await loading;
 
     if (slices.length === 1) {
@@ -227,7 +237,7 @@ export class ChunkReader {
     if (align <= 0 || !within) return [];
     const margins = [...within(Math.floor(start / align) * align, start), ...within(end, Math.ceil(end / align) * align)];
     return margins.filter((c) => {
-      if (seen.has(c.digest) || this.memory.has(c.digest) || this.inflight.has(c.digest) || this.opts.cache.has(c.digest)) return false;
+      if (seen.has(c.digest) || !this.missing(c)) return false;
       seen.add(c.digest);
       return true;
     });
@@ -307,6 +317,11 @@ export class ChunkReader {
     return keep ? decoded : stored;
   }
 
+  /** Neither in memory, nor in flight, nor in the disk cache: reading it means a fetch. */
+  private missing(c: Chunk): boolean {
+    return !this.memory.has(c.digest) && !this.inflight.has(c.digest) && !this.opts.cache.has(c.digest);
+  }
+
   /** `p` answers concurrent loads of the digest until `until` (default `p`) settles. */
   private track(digest: string, p: Promise<Buffer>, until: Promise<unknown> = p): Promise<Buffer> {
     this.inflight.set(digest, p);
@@ -331,7 +346,7 @@ export class ChunkReader {
       bytes += c.chunkSize;
       window++;
       // Cached chunks are read from disk when asked for, in the kernel's request size.
-      if (!this.memory.has(c.digest) && !this.inflight.has(c.digest) && !this.opts.cache.has(c.digest)) next.push(i);
+      if (this.missing(c)) next.push(i);
     }
     if (next.length === 0) return;
     if (next[0] !== last + 1 && next.length * 2 < window) return;
