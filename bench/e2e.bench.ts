@@ -20,7 +20,7 @@ import { createServer, request, Agent, type Server } from 'node:http';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
-import { emit } from './report.js';
+import { emit, median } from './report.js';
 import { makeScratch, destroyScratch, reapStale } from '../test/harness/scratch.js';
 import { startKubo } from '../test/harness/kubo.js';
 import { startContainerd, type Containerd } from '../test/harness/containerd.js';
@@ -59,11 +59,6 @@ async function countingProxy(target: string, counter: Counter): Promise<{ server
   return { server, port: (server.address() as { port: number }).port };
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 const p95 = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.ceil(0.95 * s.length) - 1)]!;

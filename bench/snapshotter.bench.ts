@@ -8,7 +8,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { emit } from './report.js';
+import { emit, median } from './report.js';
 import { makeScratch, destroyScratch, reapStale } from '../test/harness/scratch.js';
 import { startProc, waitFor, type Proc } from '../test/harness/proc.js';
 import { startContainerd, type Containerd } from '../test/harness/containerd.js';
@@ -90,9 +90,4 @@ async function listWithFilter(sn: SnapshotsClient): Promise<number> {
     if (infos.length !== 500) throw new Error(`list returned ${infos.length} infos, expected 500`);
   }
   return median(samples);
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
 }
