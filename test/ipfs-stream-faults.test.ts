@@ -2,13 +2,14 @@
  * Faults a real Kubo node cannot be made to produce, served by a FAULT-INJECTION FAKE:
  * a small local HTTP server that imitates Kubo's `cat`/`add` replies and then misbehaves
  * (a body that ends cleanly but short, too many bytes, a cut connection, an error trailer
- * after a full body, a non-Kubo endpoint). Everything Kubo can do itself is tested
+ * after a full body, a non-Kubo endpoint), and a byte-level server that splits a reply
+ * anywhere or garbles its framing. Everything Kubo can do itself is tested
  * against Kubo in ipfs-client.test.ts.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as netServer, type AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { apiEndpoint } from '../src/ipfs/api-address.js';
 import { IpfsClient } from '../src/ipfs/rpc-client.js';
@@ -135,4 +136,74 @@ test('fault injection: add fails on an error trailer or an error object, never r
   });
   await assert.rejects(client.add(data), (e: unknown) => isSgError(e, 'UNAVAILABLE') && /pin failed/.test(e.message));
   assert.equal(attempts, 1, 'add is not retried');
+});
+
+/** A byte-level server: the response exactly as given, written in pieces of `piece` bytes. */
+async function rawServer(response: (path: string) => Buffer, piece: number): Promise<{ client: IpfsClient; close: () => Promise<void> }> {
+  const server = netServer((sock) => {
+    let head = '';
+    sock.on('data', (d: Buffer) => {
+      head += d.toString('latin1');
+      const end = head.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      const path = head.split(' ')[1] ?? '/';
+      const out = response(path);
+      let at = 0;
+      const next = (): void => {
+        if (at >= out.length) return void sock.end();
+        sock.write(out.subarray(at, at + piece), () => setImmediate(next));
+        at += piece;
+      };
+      next();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  const c = new IpfsClient({ endpoint: apiEndpoint({ apiAddress: `http://127.0.0.1:${port}` }), requestTimeoutMs: 2000, retries: 0 });
+  return { client: c, close: () => new Promise<void>((r) => (c.close(), server.close(() => r()))) };
+}
+
+/** A chunked `cat` reply, chunks of `size` bytes with a chunk extension, then `trailer`. */
+function chunkedReply(path: string, size: number, trailer = ''): Buffer {
+  const q = new URL(path, 'http://x').searchParams;
+  const offset = Number(q.get('offset'));
+  const body = data.subarray(offset, offset + Number(q.get('length')));
+  const parts = [Buffer.from(`HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTrailer: X-Stream-Error\r\nX-Content-Length: ${body.length}\r\nTransfer-Encoding: chunked\r\n\r\n`)];
+  for (let i = 0; i < body.length; i += size) {
+    const c = body.subarray(i, i + size);
+    parts.push(Buffer.from(`${c.length.toString(16)};ext=1\r\n`), c, Buffer.from('\r\n'));
+  }
+  parts.push(Buffer.from(`0\r\n${trailer}\r\n`));
+  return Buffer.concat(parts);
+}
+
+test('fault injection: a reply arriving a few bytes at a time (head, chunk sizes, data, trailers all split) reads right', async () => {
+  for (const piece of [1, 7, 4096]) {
+    const { client: c, close } = await rawServer((path) => chunkedReply(path, 1000), piece);
+    try {
+      const got = await c.cat(CID, 1234, piece === 1 ? 5000 : 100_000);
+      assert.ok(Buffer.from(got).equals(data.subarray(1234, 1234 + got.length)), `pieces of ${piece}`);
+      assert.equal(got.length, piece === 1 ? 5000 : 100_000);
+    } finally {
+      await close();
+    }
+  }
+});
+
+test('fault injection: an error trailer split across writes fails the read', async () => {
+  const { client: c, close } = await rawServer((path) => chunkedReply(path, 3000, 'X-Stream-Error: block not found\r\n'), 5);
+  try {
+    await assert.rejects(c.cat(CID, 0, 10_000), (e: unknown) => isSgError(e, 'UNAVAILABLE') && /block not found/.test(e.message));
+  } finally {
+    await close();
+  }
+});
+
+test('fault injection: a malformed chunk size is an error, not data', async () => {
+  const { client: c, close } = await rawServer(() => Buffer.from('HTTP/1.1 200 OK\r\nX-Content-Length: 10\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n0123456789\r\n0\r\n\r\n'), 4096);
+  try {
+    await assert.rejects(c.cat(CID, 0, 10), (e: unknown) => isSgError(e, 'UNAVAILABLE'));
+  } finally {
+    await close();
+  }
 });

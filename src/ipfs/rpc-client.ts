@@ -19,6 +19,7 @@ import { CallScope } from './call-scope.js';
 import { isCidV1Base32 } from './cid.js';
 import { Agents, isTransient, postRpc, type PostOptions, type RpcResponse } from './http-call.js';
 import { singleFileMultipart } from './multipart.js';
+import { postRaw } from './raw-post.js';
 
 export interface IpfsClientOptions {
   /** Where the API is; asked again at every stat and after every connection failure. */
@@ -187,7 +188,7 @@ export class IpfsClient {
     const ctx = { cid, offset, length };
     const params: Record<string, string | number> = { arg: `/ipfs/${cid}`, offset };
     if (length !== undefined) params.length = length;
-    const res = await this.open('cat', params, scope, ctx);
+    const res = await this.open('cat', params, scope, ctx, {}, true);
     // Kubo announces how many bytes it will send; fewer than asked means the range passes the end.
     const announced = Number(res.headers['x-content-length']);
     if (length !== undefined && Number.isSafeInteger(announced) && announced !== length) {
@@ -208,18 +209,15 @@ export class IpfsClient {
     scope: CallScope,
     ctx: ErrorContext,
     extra: Pick<PostOptions, 'body' | 'headers'> = {},
+    bulk = false,
   ): Promise<RpcResponse> {
     this.api ??= await this.opts.endpoint();
     const url = new URL(`${this.api}/api/v0/${call}`);
     for (const [k, v] of Object.entries(params)) url.searchParams.set(k, String(v));
     const context = { ...ctx, api: this.api };
-    const res = await postRpc(url, this.agents, {
-      ...extra,
-      signal: scope.signal,
-      headersTimeoutMs: this.requestTimeoutMs,
-      idleTimeoutMs: this.idleTimeoutMs,
-      context,
-    });
+    const opts: PostOptions = { ...extra, signal: scope.signal, headersTimeoutMs: this.requestTimeoutMs, idleTimeoutMs: this.idleTimeoutMs, context };
+    // Bulk bytes (`cat`) over a plain socket; the small calls keep node:http's keep-alive pool.
+    const res = await (bulk && !extra.body && url.protocol === 'http:' ? postRaw(url, opts) : postRpc(url, this.agents, opts));
     if (res.status !== 200) throw await kuboError(res, context);
     return res;
   }
