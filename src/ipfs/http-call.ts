@@ -66,6 +66,50 @@ export function connectionError(err: unknown, context: ErrorContext): SgError {
 export const isTransient = (err: unknown): boolean =>
   err instanceof SgError && err.code === 'UNAVAILABLE' && err.context.transient === true;
 
+/** The failure Kubo reported in the X-Stream-Error trailer, if it did. */
+export function streamErrorOf(trailer: string | undefined, context: ErrorContext): SgError | undefined {
+  return trailer ? new SgError('UNAVAILABLE', `IPFS node reported an error mid-stream: ${trailer}`, context) : undefined;
+}
+
+/**
+ * The timer of an exchange's current phase: no progress for its time fails the exchange,
+ * except while the consumer holds a chunk (then the node is not to blame).
+ */
+export class PhaseTimer {
+  /** Set while the consumer holds a chunk. */
+  consumerHolds = false;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly context: ErrorContext,
+    private readonly onTimeout: (err: SgError) => void,
+  ) {}
+
+  /** Arms the timer for a phase. */
+  watch(ms: number, message: string): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      if (this.consumerHolds) {
+        this.timer?.refresh();
+        return;
+      }
+      this.onTimeout(new SgError('TIMEOUT', `${message} for ${ms} ms`, { ...this.context, timeoutMs: ms }));
+    }, ms);
+    this.timer.unref();
+  }
+
+  /** Progress: the phase's time starts again. */
+  progress(): void {
+    this.timer?.refresh();
+  }
+
+  /** Stops the timer for good (a later progress must not re-arm it). */
+  stop(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}
+
 class Exchange implements RpcResponse {
   status = 0;
   headers: IncomingHttpHeaders = {};
@@ -73,8 +117,7 @@ class Exchange implements RpcResponse {
   private res: IncomingMessage | undefined;
   private failure: SgError | undefined;
   private finished = false;
-  private timer: NodeJS.Timeout | undefined;
-  private consumerHolds = false;
+  private readonly timer: PhaseTimer;
   private rejectOpen: ((err: SgError) => void) | undefined;
 
   constructor(
@@ -85,6 +128,7 @@ class Exchange implements RpcResponse {
     const https = url.protocol === 'https:';
     const send = https ? httpsRequest : httpRequest;
     this.req = send(url, { method: 'POST', agent: https ? agents.https : agents.http, headers: o.headers });
+    this.timer = new PhaseTimer(o.context, (err) => this.fail(err));
   }
 
   open(): Promise<RpcResponse> {
@@ -94,17 +138,17 @@ class Exchange implements RpcResponse {
       o.signal.addEventListener('abort', this.onAbort, { once: true });
       req.on('error', (err) => this.fail(connectionError(err, o.context)));
       req.on('finish', () => {
-        if (!this.res) this.watch(o.headersTimeoutMs, 'no response headers from IPFS node');
+        if (!this.res) this.timer.watch(o.headersTimeoutMs, 'no response headers from IPFS node');
       });
       req.on('response', (res) => {
         this.res = res;
         this.status = res.statusCode ?? 0;
         this.headers = res.headers;
-        clearTimeout(this.timer);
+        this.timer.stop();
         resolve(this);
       });
       if (o.body) {
-        this.watch(o.idleTimeoutMs, 'IPFS node stopped reading the request body');
+        this.timer.watch(o.idleTimeoutMs, 'IPFS node stopped reading the request body');
         pipeline(this.uploadProgress(o.body), req).catch((err: unknown) => this.fail(connectionError(err, o.context)));
       } else {
         req.end();
@@ -115,14 +159,14 @@ class Exchange implements RpcResponse {
   async *body(): AsyncGenerator<Buffer, void, undefined> {
     const res = this.res;
     if (!res) throw new Error('body() before the response arrived');
-    this.watch(this.o.idleTimeoutMs, 'no bytes from IPFS node');
+    this.timer.watch(this.o.idleTimeoutMs, 'no bytes from IPFS node');
     try {
       try {
         for await (const chunk of res as AsyncIterable<Buffer>) {
-          this.consumerHolds = true;
+          this.timer.consumerHolds = true;
           yield chunk;
-          this.consumerHolds = false;
-          this.timer?.refresh();
+          this.timer.consumerHolds = false;
+          this.timer.progress();
         }
       } catch (err) {
         throw this.failure ?? connectionError(err, this.o.context);
@@ -136,7 +180,7 @@ class Exchange implements RpcResponse {
   consume(onChunk: (chunk: Buffer) => void): Promise<void> {
     const res = this.res;
     if (!res) throw new Error('consume() before the response arrived');
-    this.watch(this.o.idleTimeoutMs, 'no bytes from IPFS node');
+    this.timer.watch(this.o.idleTimeoutMs, 'no bytes from IPFS node');
     return new Promise<void>((resolve, reject) => {
       const settle = (err?: unknown): void => {
         this.discard();
@@ -144,7 +188,7 @@ class Exchange implements RpcResponse {
         else reject(err);
       };
       res.on('data', (chunk: Buffer) => {
-        this.timer?.refresh();
+        this.timer.progress();
         try {
           onChunk(chunk);
         } catch (err) {
@@ -167,7 +211,7 @@ class Exchange implements RpcResponse {
   discard(): void {
     if (this.finished) return;
     this.finished = true;
-    clearTimeout(this.timer);
+    this.timer.stop();
     this.o.signal.removeEventListener('abort', this.onAbort);
     // A response left unread must not go back to the keep-alive pool mid-body.
     if (!this.res?.complete) this.req.destroy();
@@ -179,36 +223,23 @@ class Exchange implements RpcResponse {
   private checkEnd(res: IncomingMessage): void {
     if (this.failure) throw this.failure;
     if (!res.complete) throw connectionError(new Error('connection closed before the response ended'), this.o.context);
-    const streamError = res.trailers['x-stream-error'];
-    if (streamError) throw new SgError('UNAVAILABLE', `IPFS node reported an error mid-stream: ${streamError}`, this.o.context);
+    const streamError = streamErrorOf(res.trailers['x-stream-error'], this.o.context);
+    if (streamError) throw streamError;
   }
 
   private fail(err: SgError): void {
     if (this.failure || this.finished) return;
     this.failure = err;
-    clearTimeout(this.timer);
+    this.timer.stop();
     this.req.destroy(err);
     this.res?.destroy(err);
     this.rejectOpen?.(err);
   }
 
-  /** Arms the phase timer; while the consumer holds a chunk the node is not to blame. */
-  private watch(ms: number, message: string): void {
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      if (this.consumerHolds) {
-        this.timer?.refresh();
-        return;
-      }
-      this.fail(new SgError('TIMEOUT', `${message} for ${ms} ms`, { ...this.o.context, timeoutMs: ms }));
-    }, ms);
-    this.timer.unref();
-  }
-
   private async *uploadProgress(src: AsyncIterable<Uint8Array | string>): AsyncGenerator<Uint8Array | string> {
     try {
       for await (const chunk of src) {
-        this.timer?.refresh();
+        this.timer.progress();
         yield chunk;
       }
     } catch (err) {

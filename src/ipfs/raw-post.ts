@@ -13,7 +13,7 @@
 import { connect, type Socket } from 'node:net';
 import type { IncomingHttpHeaders } from 'node:http';
 import { SgError } from '../errors.js';
-import { connectionError, type PostOptions, type RpcResponse } from './http-call.js';
+import { PhaseTimer, connectionError, streamErrorOf, type PostOptions, type RpcResponse } from './http-call.js';
 
 /** Bytes read from the socket at once. */
 const READ_BYTES = 256 << 10;
@@ -40,20 +40,20 @@ class RawExchange implements RpcResponse {
   private left = 0;
   private failure: SgError | undefined;
   private finished = false;
-  private timer: NodeJS.Timeout | undefined;
+  private readonly timer: PhaseTimer;
   private onHeaders: ((err?: SgError) => void) | undefined;
   /** Where body bytes go: set by consume() or body(). Until then they are queued. */
   private sink: ((bytes: Buffer) => void) | undefined;
   private queued: Buffer[] = [];
   private queuedBytes = 0;
   private wake: (() => void) | undefined;
-  private consumerHolds = false;
   private ended = false;
 
   constructor(
     private readonly url: URL,
     private readonly o: PostOptions,
   ) {
+    this.timer = new PhaseTimer(o.context, (err) => this.fail(err));
     const buffer = Buffer.allocUnsafe(READ_BYTES);
     this.socket = connect({
       host: url.hostname.replace(/^\[|\]$/g, ''),
@@ -76,22 +76,22 @@ class RawExchange implements RpcResponse {
       socket.once('connect', () => {
         const extra = Object.entries(o.headers ?? {}).map(([k, v]) => `${k}: ${String(v)}\r\n`).join('');
         socket.write(`POST ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\nContent-Length: 0\r\nConnection: close\r\n${extra}\r\n`);
-        this.watch(o.headersTimeoutMs, 'no response headers from IPFS node');
+        this.timer.watch(o.headersTimeoutMs, 'no response headers from IPFS node');
       });
-      this.watch(o.headersTimeoutMs, 'no response headers from IPFS node');
+      this.timer.watch(o.headersTimeoutMs, 'no response headers from IPFS node');
     });
   }
 
   consume(onChunk: (chunk: Buffer) => void): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.watch(this.o.idleTimeoutMs, 'no bytes from IPFS node');
+      this.timer.watch(this.o.idleTimeoutMs, 'no bytes from IPFS node');
       this.sink = (bytes) => {
         try {
           onChunk(bytes);
         } catch (err) {
           // Also when the whole body had arrived before the consumer saw it.
           this.failure ??= connectionError(err, this.o.context);
-          this.stopTimer();
+          this.timer.stop();
           this.socket.destroy();
         }
       };
@@ -109,7 +109,7 @@ class RawExchange implements RpcResponse {
   }
 
   async *body(): AsyncGenerator<Buffer, void, undefined> {
-    this.watch(this.o.idleTimeoutMs, 'no bytes from IPFS node');
+    this.timer.watch(this.o.idleTimeoutMs, 'no bytes from IPFS node');
     // Views of the read buffer do not outlive the read: body() keeps copies.
     this.sink = (bytes) => {
       this.queued.push(Buffer.from(bytes));
@@ -121,9 +121,9 @@ class RawExchange implements RpcResponse {
         if (next) {
           this.queuedBytes -= next.length;
           if (this.queuedBytes < MAX_QUEUED && !this.finished) this.socket.resume();
-          this.consumerHolds = true;
+          this.timer.consumerHolds = true;
           yield next;
-          this.consumerHolds = false;
+          this.timer.consumerHolds = false;
           continue;
         }
         if (this.failure) throw this.failure;
@@ -140,7 +140,7 @@ class RawExchange implements RpcResponse {
   discard(): void {
     if (this.finished) return;
     this.finished = true;
-    this.stopTimer();
+    this.timer.stop();
     this.o.signal.removeEventListener('abort', this.onAbort);
     this.socket.destroy();
   }
@@ -149,7 +149,7 @@ class RawExchange implements RpcResponse {
 
   private onRead(chunk: Buffer): boolean {
     if (this.failure || this.phase === 'done') return true;
-    this.timer?.refresh();
+    this.timer.progress();
     try {
       this.parse(chunk);
     } catch (err) {
@@ -261,7 +261,7 @@ class RawExchange implements RpcResponse {
       this.left = -1;
       this.phase = 'plain';
     }
-    this.stopTimer();
+    this.timer.stop();
     // Until a consumer is there, body bytes wait in the queue and the socket pauses.
     this.socket.pause();
     this.onHeaders?.();
@@ -279,13 +279,13 @@ class RawExchange implements RpcResponse {
 
   private end(): void {
     this.phase = 'done';
-    const streamError = this.trailers['x-stream-error'];
+    const streamError = streamErrorOf(this.trailers['x-stream-error'], this.o.context);
     if (streamError) {
-      this.fail(new SgError('UNAVAILABLE', `IPFS node reported an error mid-stream: ${streamError}`, this.o.context));
+      this.fail(streamError);
       return;
     }
     this.ended = true;
-    this.stopTimer();
+    this.timer.stop();
     this.wake?.();
   }
 
@@ -299,28 +299,9 @@ class RawExchange implements RpcResponse {
   private fail(err: SgError): void {
     if (this.failure || this.ended) return;
     this.failure = err;
-    this.stopTimer();
+    this.timer.stop();
     this.socket.destroy();
     this.onHeaders?.(err);
     this.wake?.();
-  }
-
-  /** Stops the phase timer for good (a later read's refresh must not re-arm it). */
-  private stopTimer(): void {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-  }
-
-  /** Arms the phase timer; while the consumer holds a chunk the node is not to blame. */
-  private watch(ms: number, message: string): void {
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      if (this.consumerHolds) {
-        this.timer?.refresh();
-        return;
-      }
-      this.fail(new SgError('TIMEOUT', `${message} for ${ms} ms`, { ...this.o.context, timeoutMs: ms }));
-    }, ms);
-    this.timer.unref();
   }
 }
