@@ -116,7 +116,7 @@ static void complete(napi_env env, napi_status status, void *data) {
   free(j);
 }
 
-/* The bytes of a TypedArray (any kind) or Buffer. */
+/* The bytes of a Buffer or byte-sized TypedArray (Uint8Array, Int8Array, Uint8ClampedArray). */
 static int bytes_of(napi_env env, napi_value v, void **data, size_t *len) {
   bool is;
   if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return 0;
@@ -129,8 +129,15 @@ static int bytes_of(napi_env env, napi_value v, void **data, size_t *len) {
   return 1;
 }
 
-static napi_value queue(napi_env env, job_t *j, napi_value input, napi_value output, napi_value cb) {
+/* Queues a copy of `spec` on the thread pool, holding the buffers and the callback until it completes. */
+static napi_value queue(napi_env env, const job_t *spec, napi_value input, napi_value output, napi_value cb) {
   napi_value name;
+  job_t *j = malloc(sizeof *j);
+  if (!j) {
+    napi_throw_error(env, NULL, "chunk-decode: out of memory");
+    return NULL;
+  }
+  *j = *spec;
   if (napi_create_reference(env, cb, 1, &j->callback) != napi_ok || napi_create_reference(env, input, 1, &j->input_ref) != napi_ok ||
       (output && napi_create_reference(env, output, 1, &j->output_ref) != napi_ok) ||
       napi_create_string_utf8(env, "chunk-decode", NAPI_AUTO_LENGTH, &name) != napi_ok ||
@@ -163,19 +170,9 @@ static napi_value inflate_hash(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "chunk-decode: inflateHash(deflate: Uint8Array, out: Uint8Array, hashFrom: number, cb)");
     return NULL;
   }
-  job_t *j = calloc(1, sizeof *j);
-  if (!j) {
-    napi_throw_error(env, NULL, "chunk-decode: out of memory");
-    return NULL;
-  }
-  j->input = in;
-  j->input_len = in_len;
-  j->output = out;
-  j->output_len = out_len;
-  j->hash_from = (size_t)from;
   /* An empty output still needs a non-NULL pointer to mean "inflate". */
-  if (!j->output) j->output = (unsigned char *)"";
-  return queue(env, j, argv[0], argv[1], argv[3]);
+  job_t spec = {.input = in, .input_len = in_len, .output = out ? out : (unsigned char *)"", .output_len = out_len, .hash_from = (size_t)from};
+  return queue(env, &spec, argv[0], argv[1], argv[3]);
 }
 
 static napi_value hash(napi_env env, napi_callback_info info) {
@@ -188,14 +185,8 @@ static napi_value hash(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "chunk-decode: hash(bytes: Uint8Array, cb)");
     return NULL;
   }
-  job_t *j = calloc(1, sizeof *j);
-  if (!j) {
-    napi_throw_error(env, NULL, "chunk-decode: out of memory");
-    return NULL;
-  }
-  j->input = in ? in : (const unsigned char *)"";
-  j->input_len = in_len;
-  return queue(env, j, argv[0], NULL, argv[1]);
+  job_t spec = {.input = in ? in : (const unsigned char *)"", .input_len = in_len};
+  return queue(env, &spec, argv[0], NULL, argv[1]);
 }
 
 NAPI_MODULE_INIT() {

@@ -369,10 +369,7 @@ class Arrivals {
   private readonly byChunk = new Map<Chunk, Promise<Uint8Array>>();
   private next = 0;
 
-  constructor(
-    private readonly start: number,
-    chunks: readonly Chunk[],
-  ) {
+  constructor(start: number, chunks: readonly Chunk[]) {
     const sorted = [...new Set(chunks)].sort((a, b) => a.compressedEnd - b.compressedEnd);
     this.waiting = sorted.map((c) => {
       let resolve!: (b: Uint8Array) => void;
